@@ -1,0 +1,347 @@
+"""The engine: sequences that share KV prefixes, and steps generated for many sequences at once.
+
+A sequence's state is (its tokens in the KV cache, one pending token). The pending token is the
+last token the sequence holds but llama.cpp has not evaluated yet: generating evaluates it and
+samples the next one in the same llama_decode. So a prompt is prefilled once (all but its last
+token), a fork copies KV metadata and the pending token, and every child evaluates that one
+token itself in its first generation step. Nothing is ever evaluated twice.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import dataclass, field, replace
+
+from .llamacpp import Context, EngineError, Model, Sampling
+
+STOP_REASONS = ("stop", "eos", "length", "context")
+
+# Below this many sequences a unified KV cache (shared prefixes stored once, forks are free)
+# is faster; above it, per-sequence streams win because attention no longer scans every cell
+# of every sequence. Measured on CPU with SmolLM2 (`tts bench --kv both`) and on an H200;
+# see README "KV cache layout".
+UNIFIED_KV_MAX_SEQUENCES = 64
+
+
+@dataclass
+class Step:
+    """What one sequence produced in one generation step."""
+
+    text: str
+    tokens: list[int]
+    logprobs: list[float]
+    stop_reason: str  # one of STOP_REASONS
+
+
+@dataclass
+class Stats:
+    """Counters for one loaded model."""
+
+    n_params: int
+    tokens_prefilled: int = 0  # prompt/appended tokens evaluated without sampling
+    tokens_generated: int = 0  # tokens sampled
+    tokens_evaluated: int = 0  # everything that went through llama_decode
+    decode_calls: int = 0
+    seconds: float = 0.0
+
+    @property
+    def flops(self) -> float:
+        return 2.0 * self.n_params * self.tokens_evaluated
+
+    def as_dict(self) -> dict:
+        return {
+            "n_params": self.n_params,
+            "tokens_prefilled": self.tokens_prefilled,
+            "tokens_generated": self.tokens_generated,
+            "tokens_evaluated": self.tokens_evaluated,
+            "decode_calls": self.decode_calls,
+            "seconds": round(self.seconds, 4),
+            "flops": self.flops,
+        }
+
+
+@dataclass(eq=False)
+class Sequence:
+    """A handle on one sequence. `tokens` is everything it holds, prompt included."""
+
+    slot: int
+    sampling: Sampling
+    tokens: list[int] = field(default_factory=list)
+    n_past: int = 0  # tokens in the KV cache
+    pending: int | None = None  # last token, not yet evaluated
+    ended: str | None = None  # "eos" or "context": it cannot generate any more
+    n_forks: int = 0
+    released: bool = False
+
+    @property
+    def can_generate(self) -> bool:
+        return not self.released and self.ended is None and self.pending is not None
+
+
+def derive_seed(seed: int, fork: int, child: int) -> int:
+    """A child's seed from its parent's: deterministic, and distinct across forks and children."""
+    x = (seed * 0x9E3779B1 + fork * 0x85EBCA77 + child * 0xC2B2AE3D + 0x27D4EB2F) & 0xFFFFFFFFFFFFFFFF
+    x ^= x >> 29
+    x = (x * 0xBF58476D1CE4E5B9) & 0xFFFFFFFFFFFFFFFF
+    x ^= x >> 32
+    return x & 0x7FFFFFFF
+
+
+def kv_cells_needed(prompt_tokens: int, n_sequences: int, new_tokens_per_sequence: int,
+                    unified: bool = True) -> int:
+    """Context size (KV cells) for n sequences that share a prompt and each add new tokens.
+
+    Unified: the shared prompt is stored once. Split: every sequence has a stream of its own
+    holding its own copy of the prompt.
+    """
+    if unified:
+        return prompt_tokens + n_sequences * new_tokens_per_sequence + 16
+    return n_sequences * (prompt_tokens + new_tokens_per_sequence + 16)
+
+
+class Engine:
+    """One model, one context, up to n_seq_max live sequences.
+
+    Verbs: start (prefill a prompt once), fork (k children sharing the KV prefix), extend
+    (append text/tokens to many sequences in one batch), generate (the next step of many
+    sequences, one llama_decode per token position), release.
+    """
+
+    def __init__(self, model: str | os.PathLike | Model, *, n_ctx: int = 8192, n_seq_max: int = 16,
+                 n_gpu_layers: int | None = None, n_threads: int | None = None,
+                 kv_unified: bool | None = None, n_batch: int = 512, seed: int = 0):
+        # A loaded Model can be shared by several engines (the benchmark makes one per N).
+        self._owns_model = not isinstance(model, Model)
+        self.model = Model(model, n_gpu_layers=n_gpu_layers) if self._owns_model else model
+        if kv_unified is None:
+            kv_unified = n_seq_max <= UNIFIED_KV_MAX_SEQUENCES
+        self.ctx = Context(self.model, n_ctx=n_ctx, n_seq_max=n_seq_max, kv_unified=kv_unified,
+                           n_threads=n_threads, n_batch=n_batch)
+        self.seed = seed
+        self.stats = Stats(n_params=self.model.n_params)
+        self._free_slots = list(range(n_seq_max - 1, -1, -1))
+        self._n_started = 0
+
+    # --- information ----------------------------------------------------------------------
+    @property
+    def n_seq_max(self) -> int:
+        return self.ctx.n_seq_max
+
+    @property
+    def free_slots(self) -> int:
+        return len(self._free_slots)
+
+    def tokenize(self, text: str, *, add_special: bool = False) -> list[int]:
+        return self.model.tokenize(text, add_special=add_special, parse_special=True)
+
+    def detokenize(self, tokens: list[int]) -> str:
+        pieces = self.model.pieces
+        return b"".join(pieces[t] for t in tokens).decode("utf-8", "replace")
+
+    def text(self, seq: Sequence, start: int = 0) -> str:
+        return self.detokenize(seq.tokens[start:])
+
+    # --- sequence lifecycle ---------------------------------------------------------------
+    def _take_slot(self) -> int:
+        if not self._free_slots:
+            raise EngineError(f"all {self.n_seq_max} sequence slots are in use; release some or "
+                              "create the engine with a larger n_seq_max")
+        return self._free_slots.pop()
+
+    def start(self, prompt: str | list[int], sampling: Sampling | None = None) -> Sequence:
+        """A new sequence holding `prompt` (text is tokenized with the model's BOS rules)."""
+        tokens = self.tokenize(prompt, add_special=True) if isinstance(prompt, str) else list(prompt)
+        if not tokens:
+            raise EngineError("empty prompt")
+        if len(tokens) >= self.ctx.n_ctx_seq:
+            raise EngineError(f"prompt of {len(tokens)} tokens does not fit the context "
+                              f"({self.ctx.n_ctx_seq} tokens per sequence)")
+        if sampling is None:
+            sampling = Sampling(seed=derive_seed(self.seed, 0, self._n_started))
+        self._n_started += 1
+        seq = Sequence(slot=self._take_slot(), sampling=sampling)
+        self.ctx.seq_remove(seq.slot)
+        self.ctx.set_sampling(seq.slot, sampling)
+        self.extend([(seq, tokens)])
+        return seq
+
+    def fork(self, seq: Sequence, k: int, sampling: Sampling | list[Sampling] | None = None) -> list[Sequence]:
+        """k children that share everything `seq` holds; each gets its own sampler seed."""
+        if seq.released:
+            raise EngineError("cannot fork a released sequence")
+        children = []
+        for i in range(k):
+            if isinstance(sampling, list):
+                s = sampling[i]
+            elif sampling is not None:
+                s = sampling
+            else:
+                s = replace(seq.sampling, seed=derive_seed(seq.sampling.seed, seq.n_forks, i))
+            child = Sequence(slot=self._take_slot(), sampling=s, tokens=list(seq.tokens),
+                             n_past=seq.n_past, pending=seq.pending, ended=seq.ended)
+            self.ctx.seq_remove(child.slot)
+            self.ctx.seq_copy(seq.slot, child.slot)
+            self.ctx.set_sampling(child.slot, s)
+            children.append(child)
+        seq.n_forks += 1
+        return children
+
+    def release(self, seq: Sequence) -> None:
+        if seq.released:
+            return
+        self.ctx.seq_remove(seq.slot)
+        seq.released = True
+        self._free_slots.append(seq.slot)
+
+    def release_all(self, seqs) -> None:
+        for s in seqs:
+            self.release(s)
+
+    # --- evaluation -----------------------------------------------------------------------
+    def extend(self, items: list[tuple[Sequence, str | list[int]]]) -> None:
+        """Append text or tokens to sequences; all of them are prefilled in shared batches.
+
+        A sequence that would outgrow its context is marked ended with reason "context" and
+        keeps what it had.
+        """
+        t0 = time.perf_counter()
+        work = []  # (seq, tokens to evaluate now)
+        for seq, add in items:
+            if seq.released:
+                raise EngineError("cannot extend a released sequence")
+            new = self.tokenize(add) if isinstance(add, str) else list(add)
+            if not new or seq.ended is not None:
+                continue
+            if seq.n_past + len(new) + 1 > self.ctx.n_ctx_seq:
+                seq.ended = "context"
+                continue
+            evaluate = ([seq.pending] if seq.pending is not None else []) + new[:-1]
+            seq.tokens.extend(new)
+            seq.pending = new[-1]
+            work.append((seq, evaluate))
+        self._prefill(work)
+        self.stats.seconds += time.perf_counter() - t0
+
+    def _prefill(self, work: list[tuple[Sequence, list[int]]]) -> None:
+        n_batch = self.ctx.n_batch
+        tokens: list[int] = []
+        pos: list[int] = []
+        slots: list[int] = []
+        owners: list[Sequence] = []
+
+        def flush():
+            if not tokens:
+                return
+            rc = self.ctx.decode(tokens, pos, slots, outputs=False)
+            self.stats.decode_calls += 1
+            if rc != 0:
+                self._fail_prefill(rc, owners)
+            else:
+                self.stats.tokens_prefilled += len(tokens)
+                self.stats.tokens_evaluated += len(tokens)
+            tokens.clear(), pos.clear(), slots.clear(), owners.clear()
+
+        for seq, evaluate in work:
+            for tok in evaluate:
+                tokens.append(tok)
+                pos.append(seq.n_past)
+                slots.append(seq.slot)
+                owners.append(seq)
+                seq.n_past += 1
+                if len(tokens) == n_batch:
+                    flush()
+        flush()
+
+    def _fail_prefill(self, rc: int, owners: list[Sequence]) -> None:
+        if rc != 1:
+            raise EngineError(f"llama_decode failed with status {rc}")
+        # No KV space: llama.cpp rolled the batch back; the sequences in it end here.
+        for seq in set(owners):
+            seq.ended = "context"
+            seq.n_past = self.ctx.seq_pos_max(seq.slot) + 1
+
+    def generate(self, seqs: list[Sequence], *, stop: tuple[str, ...] | list[str] = ("\n\n",),
+                 max_tokens: int = 256) -> list[Step]:
+        """Generate the next step of every sequence in `seqs` together.
+
+        Each llama_decode holds the next token of every live sequence. A sequence's step ends
+        when its text contains a stop string ("stop"), at end of generation ("eos"), after
+        max_tokens ("length"), or when its context is full ("context"). The stop string stays in
+        the step text, so the steps of a sequence concatenate to its full text.
+        """
+        t0 = time.perf_counter()
+        stop_b = [s.encode("utf-8") for s in stop if s]
+        n_ctx_seq = self.ctx.n_ctx_seq
+        pieces = self.model.pieces
+        is_eog = self.model.is_eog
+        bufs = [bytearray() for _ in seqs]
+        new_tokens: list[list[int]] = [[] for _ in seqs]
+        new_logprobs: list[list[float]] = [[] for _ in seqs]
+        reasons: list[str | None] = [None] * len(seqs)
+        for i, s in enumerate(seqs):
+            if s.released:
+                raise EngineError("cannot generate from a released sequence")
+            if not s.can_generate:
+                reasons[i] = s.ended or "eos"
+        live = [i for i in range(len(seqs)) if reasons[i] is None]
+        if len(set(seqs[i].slot for i in live)) != len(live):
+            raise EngineError("the same sequence was passed twice")
+
+        while live:
+            # A sequence at the end of its context cannot take another token.
+            for i in [i for i in live if seqs[i].n_past + 1 > n_ctx_seq - 1]:
+                reasons[i] = seqs[i].ended = "context"
+            live = [i for i in live if reasons[i] is None]
+            if not live:
+                break
+            batch = [seqs[i] for i in live]
+            rc = self.ctx.decode([s.pending for s in batch], [s.n_past for s in batch],
+                                 [s.slot for s in batch], outputs=True)
+            self.stats.decode_calls += 1
+            if rc == 1:
+                # The KV cache is full: no sequence of this batch can take a token.
+                for i in live:
+                    reasons[i] = seqs[i].ended = "context"
+                break
+            if rc != 0:
+                raise EngineError(f"llama_decode failed with status {rc}")
+            self.stats.tokens_evaluated += len(batch)
+            toks, lps = self.ctx.sample([s.slot for s in batch], [s.sampling.greedy for s in batch])
+            self.stats.tokens_generated += len(batch)
+            still = []
+            for i, s, tok, lp in zip(live, batch, toks, lps):
+                s.n_past += 1
+                if is_eog[tok]:  # not part of the text: the sequence just ends
+                    s.pending = None
+                    s.ended = reasons[i] = "eos"
+                    continue
+                new_tokens[i].append(tok)
+                new_logprobs[i].append(lp)
+                s.tokens.append(tok)
+                s.pending = tok
+                buf = bufs[i]
+                piece = pieces[tok]
+                buf += piece
+                if stop_b and any(sb in buf[max(0, len(buf) - len(piece) - len(sb) + 1):] for sb in stop_b):
+                    reasons[i] = "stop"
+                elif len(new_tokens[i]) >= max_tokens:
+                    reasons[i] = "length"
+                else:
+                    still.append(i)
+            live = still
+        self.stats.seconds += time.perf_counter() - t0
+        return [Step(text=bytes(bufs[i]).decode("utf-8", "replace"), tokens=new_tokens[i],
+                     logprobs=new_logprobs[i], stop_reason=reasons[i]) for i in range(len(seqs))]
+
+    def close(self) -> None:
+        self.ctx.close()
+        if self._owns_model:
+            self.model.close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
