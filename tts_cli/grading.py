@@ -1,0 +1,119 @@
+"""Final answers: extracting them from a solution, and deciding whether two are the same.
+
+`answers_match` is the one equivalence test that voting and grading share. It tries cheap
+normalised string equality first, then math-verify (which parses LaTeX into sympy), under a time
+limit so that no answer can hang a run.
+"""
+
+from __future__ import annotations
+
+import re
+import threading
+from dataclasses import dataclass
+from functools import lru_cache
+
+MATCH_TIMEOUT_S = 3
+
+
+@dataclass(frozen=True)
+class Extracted:
+    answer: str | None
+    method: str | None  # "boxed", or a fallback: "answer_is", "last_number"; None when nothing found
+
+    @property
+    def is_fallback(self) -> bool:
+        return self.method not in (None, "boxed")
+
+
+def last_boxed(text: str) -> str | None:
+    """Content of the last brace-matched \\boxed{...} (or \\fbox{...}) in text."""
+    starts = [m.end() for m in re.finditer(r"\\(?:boxed|fbox)\s*\{", text)]
+    for start in reversed(starts):
+        depth = 1
+        i = start
+        while i < len(text):
+            c = text[i]
+            if c == "{":
+                depth += 1
+            elif c == "}":
+                depth -= 1
+                if depth == 0:
+                    return text[start:i].strip()
+            i += 1
+    return None
+
+
+def has_boxed_answer(text: str) -> bool:
+    return last_boxed(text) is not None
+
+
+_ANSWER_IS = re.compile(r"answer\s+is\s*:?\s*\$?([^\n$]+?)\$?\s*(?:\.\s|\.?$|\n)", re.IGNORECASE)
+_NUMBER = re.compile(r"-?\d[\d,]*(?:\.\d+)?(?:/\d+)?")
+
+
+def extract_answer(text: str) -> Extracted:
+    boxed = last_boxed(text)
+    if boxed is not None:
+        return Extracted(boxed, "boxed")
+    m = None
+    for m in _ANSWER_IS.finditer(text):
+        pass
+    if m is not None:
+        return Extracted(m.group(1).strip().rstrip("."), "answer_is")
+    numbers = _NUMBER.findall(text)
+    if numbers:
+        return Extracted(numbers[-1].rstrip(","), "last_number")
+    return Extracted(None, None)
+
+
+def normalize(answer: str) -> str:
+    """Cheap canonical form: enough to group most identical answers without sympy."""
+    s = answer.strip().strip("$").strip()
+    s = re.sub(r"\\text\{\s*([^{}]*?)\s*\}", r"\1", s)
+    s = re.sub(r"\\(?:mathrm|textbf|mathbf)\{([^{}]*)\}", r"\1", s)
+    s = s.replace("\\dfrac", "\\frac").replace("\\tfrac", "\\frac")
+    s = s.replace("\\left", "").replace("\\right", "").replace("\\!", "").replace("\\,", "")
+    s = re.sub(r"\^\s*\{?\\circ\}?", "", s).replace("°", "")
+    s = s.replace(" ", "")
+    if re.fullmatch(r"-?\d{1,3}(,\d{3})+(\.\d+)?", s):
+        s = s.replace(",", "")
+    if re.fullmatch(r"-?\d+(\.\d+)?", s):
+        neg = s.startswith("-")
+        digits = s.lstrip("-")
+        if "." in digits:
+            digits = digits.rstrip("0").rstrip(".")
+        digits = digits.lstrip("0") or "0"
+        if digits.startswith("."):
+            digits = "0" + digits
+        s = ("-" if neg and digits != "0" else "") + digits
+    return s
+
+
+def answers_match(predicted: str | None, reference: str | None) -> bool:
+    """True when two final answers are mathematically the same ("\\frac12", "\\dfrac{1}{2}" and
+    "0.5" are; "(1,2)" and "(2,1)" are not)."""
+    if predicted is None or reference is None:
+        return False
+    a, b = normalize(predicted), normalize(reference)
+    if not a or not b:
+        return False
+    if a == b:
+        return True
+    return _math_verify(a, b)
+
+
+@lru_cache(maxsize=65536)
+def _math_verify(predicted: str, reference: str) -> bool:
+    from math_verify import parse, verify
+
+    # math-verify's own timeouts use signals, which only work in the main thread.
+    main = threading.current_thread() is threading.main_thread()
+    timeout = MATCH_TIMEOUT_S if main else None
+    try:
+        gold = parse(f"${reference}$", parsing_timeout=timeout)
+        pred = parse(f"${predicted}$", parsing_timeout=timeout)
+        if not gold or not pred:
+            return False
+        return bool(verify(gold, pred, timeout_seconds=timeout))
+    except Exception:  # a malformed answer is simply not a match
+        return False
