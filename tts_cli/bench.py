@@ -81,11 +81,10 @@ def bench_engine(model: Model, prompt_tokens: list[int], n: int, tokens: int, *,
     """Tokens/s of the engine (end to end, and generation alone): prompt prefilled once,
     forked into n, `tokens` steps batched."""
     n_ctx = kv_cells_needed(len(prompt_tokens), n, tokens + 1, unified=unified)
-    engine = Engine(model, n_ctx=n_ctx, n_seq_max=n + 1, kv_unified=unified, n_threads=n_threads)
+    engine = Engine(model, n_ctx=n_ctx, n_seq_max=n, kv_unified=unified, n_threads=n_threads)
     t0 = time.perf_counter()
     root = engine.start(prompt_tokens, Sampling(temperature=TEMPERATURE, seed=seed, ban_eos=True))
-    children = engine.fork(root, n)
-    engine.release(root)
+    children = [root] + engine.fork(root, n - 1)
     engine.ctx.synchronize()
     t1 = time.perf_counter()
     steps = engine.generate(children, stop=(), max_tokens=tokens)
@@ -167,7 +166,7 @@ def run_bench(model_path: str, ns: list[int], tokens: int, *, naive: bool = True
     rows = []
     naive_measured: dict[int, tuple[float, int]] = {}
     for n in ns:
-        layouts = {"auto": [choose_kv_unified(n + 1)], "unified": [True], "split": [False], "both": [True, False]}[kv]
+        layouts = {"auto": [choose_kv_unified(n)], "unified": [True], "split": [False], "both": [True, False]}[kv]
         for unified in layouts:
             _reset_peak_rss()
             tok_s, gen_tok_s, engine = bench_engine(model, prompt_tokens, n, tokens, unified=unified, n_threads=n_threads)

@@ -74,8 +74,8 @@ def bench(
         if kv not in ("auto", "unified", "split", "both"):
             raise UserError(f"--kv: expected auto, unified, split or both, got {kv!r}")
         ns = parse_int_list(n, "--n")
-        if max(ns) > 255:
-            raise UserError("--n: at most 255 parallel sequences (llama.cpp's limit is 256 with the prompt's own)")
+        if max(ns) > 256:
+            raise UserError("--n: at most 256 parallel sequences (llama.cpp's limit)")
         model_path = model or default_model()
         table = Table(title=f"tts bench: {model_path.name}, {tokens} tokens per sequence")
         for col in ("N", "KV", "engine tok/s", "naive tok/s", "speedup", "raw decode tok/s",
