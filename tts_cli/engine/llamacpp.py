@@ -90,6 +90,7 @@ class Model:
             n_gpu_layers = -1 if gpu_offload_supported() else 0
         params.n_gpu_layers = 999 if n_gpu_layers < 0 else n_gpu_layers
         self.n_gpu_layers = n_gpu_layers
+        self.offloaded = n_gpu_layers != 0 and gpu_offload_supported()
         self.ptr = L.llama_model_load_from_file(str(self.path).encode(), params)
         if not self.ptr:
             raise EngineError(
@@ -329,6 +330,23 @@ class Context:
         return tokens, [self._logprob(i, tok, greedy[i], on_backend[slot])
                         for i, (slot, tok) in enumerate(zip(slots, tokens))]
 
+    def output_logits(self, slots: list[int]) -> np.ndarray:
+        """Raw logits of the i-th output of the last decode, for each i (slot slots[i]): an
+        (n, n_vocab) copy. A greedy backend chain leaves the raw logits in its output, so no
+        sampler has to be detached to read them."""
+        out = np.empty((len(slots), self.model.n_vocab), np.float32)
+        for i, slot in enumerate(slots):
+            if self._on_backend[slot]:
+                if not self._chain_sampling[slot].greedy:
+                    raise EngineError("logits are only available for greedy sequences")
+                ptr = _lib.llama_get_sampled_logits_ith(self.ptr, i)
+            else:
+                ptr = _lib.llama_get_logits_ith(self.ptr, i)
+            if not ptr:
+                raise EngineError("no logits for this batch position")
+            out[i] = np.ctypeslib.as_array(ptr, shape=(self.model.n_vocab,))
+        return out
+
     def _rows(self, getter, n: int) -> np.ndarray | None:
         """The n per-output rows of n_vocab floats that `getter` points into, as one array, or
         None if they are not laid out contiguously."""
@@ -369,13 +387,6 @@ class Context:
     def synchronize(self) -> None:
         """Wait for the device: llama_decode may return before a GPU has finished."""
         L.llama_synchronize(self.ptr)
-
-    def logits(self, i: int) -> np.ndarray:
-        """Raw logits of the i-th batch token (which must have been an output), as a copy."""
-        ptr = _lib.llama_get_logits_ith(self.ptr, i)
-        if not ptr:
-            raise EngineError("no logits for this batch position")
-        return np.ctypeslib.as_array(ptr, shape=(self.model.n_vocab,)).copy()
 
     def close(self) -> None:
         if getattr(self, "ptr", None):

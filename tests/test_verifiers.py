@@ -1,0 +1,106 @@
+"""Verifiers on the real llama.cpp path."""
+
+import math
+
+import numpy as np
+import pytest
+
+from tts_cli.engine import Engine
+from tts_cli.search import STRATEGIES, SearchConfig
+from tts_cli.solver import open_policy, open_verifier, run_search
+from tts_cli.verifiers import ConfidenceVerifier, JudgeVerifier, MathShepherdPRM, StepToScore
+
+PROBLEM = "Tom has 3 apples and buys 4 more. How many apples does he have?"
+STEPS = ["Tom starts with 3 apples.\n\n", "He buys 4 more, so 3 + 4 = 7.\n\n", "The answer is \\boxed{7}."]
+
+
+def score_tree_incrementally(verifier):
+    """Two paths that share their first two steps, scored step by step as a search would."""
+    ids = iter(range(1, 100))
+    a1 = next(ids)
+    out = {}
+    out[a1] = verifier.score(PROBLEM, [StepToScore(a1, 0, STEPS[0], [])])[0]
+    a2 = next(ids)
+    out[a2] = verifier.score(PROBLEM, [StepToScore(a2, a1, STEPS[1], [])])[0]
+    a3, b3 = next(ids), next(ids)
+    s = verifier.score(PROBLEM, [StepToScore(a3, a2, STEPS[2], []),
+                                 StepToScore(b3, a2, "So the answer is \\boxed{8}.", [])])
+    out[a3], out[b3] = s
+    return [out[a1], out[a2], out[a3]], out[b3]
+
+
+@pytest.mark.parametrize("kind", ["judge", "math_shepherd"])
+def test_incremental_scoring_equals_scoring_from_scratch(kind, smollm2, tiny_model):
+    path = smollm2 if kind == "judge" else tiny_model
+    with Engine(path, n_ctx=8192, n_seq_max=16, kv_unified=True, n_threads=2) as engine:
+        verifier = JudgeVerifier(engine) if kind == "judge" else MathShepherdPRM(engine)
+        incremental, other = score_tree_incrementally(verifier)
+        used_incremental = engine.stats.tokens_evaluated
+        verifier.close()
+        before = engine.stats.tokens_evaluated
+        scratch = verifier.score_from_scratch(PROBLEM, STEPS)
+        scratch_other = verifier.score_from_scratch(PROBLEM, STEPS[:2] + ["So the answer is \\boxed{8}."])[-1]
+        used_scratch = engine.stats.tokens_evaluated - before
+    assert incremental == pytest.approx(scratch, abs=1e-4)
+    assert other == pytest.approx(scratch_other, abs=1e-4)
+    assert all(0.0 < s < 1.0 for s in incremental)
+    assert used_incremental < used_scratch
+
+
+def test_math_shepherd_reads_p_plus_at_each_step_tag(tiny_model):
+    """Scores equal P(+)/(P(+)+P(-)) from logits that llama-cpp-python's own Llama computes
+    over the whole text, read at the positions of the step tags."""
+    from llama_cpp import Llama
+
+    with Engine(tiny_model, n_ctx=2048, n_seq_max=8, kv_unified=True, n_threads=2) as engine:
+        prm = MathShepherdPRM(engine)
+        incremental, _ = score_tree_incrementally(prm)
+        tokens = prm.tokens(prm.prefix(PROBLEM), first=True)
+        for k in range(1, 4):
+            tokens += prm.tokens(prm.delta(PROBLEM, STEPS[:k]), first=False)
+        tag = engine.tokenize("ки")[-1]
+        plus, minus = prm.good_id, prm.bad_id
+    assert engine.model.pieces[plus].strip() == b"+" and engine.model.pieces[minus].strip() == b"-"
+    # Small batches: the same CPU attention kernel as the engine's prefill (see Engine.prefill_chunk)
+    llm = Llama(str(tiny_model), n_ctx=2048, n_batch=32, n_ubatch=32, flash_attn=True,
+                logits_all=True, verbose=False)
+    llm.eval(tokens)
+    logits = np.array(llm.scores[: len(tokens)])
+    positions = [i for i, t in enumerate(tokens) if t == tag]
+    assert len(positions) == 3
+    direct = [1.0 / (1.0 + math.exp(logits[p, minus] - logits[p, plus])) for p in positions]
+    assert incremental == pytest.approx(direct, abs=1e-4)
+
+
+def test_confidence_is_exp_mean_logprob():
+    v = ConfidenceVerifier()
+    s = v.score("p", [StepToScore(1, 0, "x", [-0.1, -0.3]), StepToScore(2, 1, "", [])])
+    assert s[0] == pytest.approx(math.exp(-0.2))
+    assert s[1] == s[0]  # an empty final step keeps its parent's score
+
+
+@pytest.mark.parametrize("prm", ["judge", "confidence"])
+def test_every_strategy_end_to_end_on_smollm2(prm, smollm2):
+    config = SearchConfig(n=4, beam_width=2, max_steps=4, max_step_tokens=48, seed=1)
+    policy = open_policy(smollm2, config, n_threads=2, context_per_path=1024)
+    verifier = open_verifier(prm, policy, config, n_threads=2, context_per_path=1024)
+    problem = "What is 12 + 30?"
+    for name in STRATEGIES:
+        result = run_search(name, problem, policy, verifier, config)
+        assert result.candidates, name
+        assert all(c.finish_reason in ("eos", "boxed", "length", "max_steps", "context") for c in result.candidates)
+        if name in ("best-of-n", "beam", "dvts"):
+            assert all(0.0 <= s <= 1.0 for c in result.candidates for s in c.step_scores)
+            assert all(c.score is not None for c in result.candidates)
+        assert result.compute["policy"]["tokens_generated"] > 0
+        assert result.compute["flops"] > 0
+        if prm == "judge" and name in ("best-of-n", "beam", "dvts"):
+            assert result.compute["verifier"]["tokens_evaluated"] > 0
+        assert len(result.tree) > 1 and result.tree[0].state == "root"
+        assert policy.free_slots == policy.n_seq_max  # every sequence released
+        if name == "cot":
+            assert len(result.candidates) == 1
+        if name in ("majority", "best-of-n"):
+            assert len(result.candidates) == config.n
+    verifier.close()
+    policy.close()

@@ -1,0 +1,21 @@
+"""Search strategies: one module each, all plain functions
+`strategy(problem, engine, verifier, config, on_event=None) -> SearchResult`."""
+
+from .beam import beam
+from .best_of_n import best_of_n
+from .cot import cot
+from .dvts import dvts
+from .majority import majority
+from .types import Candidate, ConfigError, Event, Node, SearchConfig, SearchResult
+
+STRATEGIES = {
+    "cot": cot,
+    "majority": majority,
+    "best-of-n": best_of_n,
+    "beam": beam,
+    "dvts": dvts,
+}
+NEEDS_VERIFIER = {"best-of-n", "beam", "dvts"}
+
+__all__ = ["STRATEGIES", "NEEDS_VERIFIER", "Candidate", "ConfigError", "Event", "Node", "SearchConfig",
+           "SearchResult", "beam", "best_of_n", "cot", "dvts", "majority"]

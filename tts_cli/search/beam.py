@@ -1,0 +1,80 @@
+"""Beam search with a process reward model.
+
+N active paths. Each iteration every active path samples one next step, the verifier scores all
+candidates, the top N/M unfinished candidates survive, and each survivor is expanded into M
+children for the next iteration. Finished paths leave the active set. The search stops when N
+paths have finished, nothing is active, or at the step limit. With lookahead k, a candidate's
+score is that of its path after k more greedy steps.
+"""
+
+from __future__ import annotations
+
+from ..verifiers.base import StepToScore
+from .common import Path, Run, aggregate
+from .types import SearchConfig, SearchResult
+
+
+def beam(problem: str, engine, verifier, config: SearchConfig, on_event=None) -> SearchResult:
+    run = Run("beam", problem, engine, verifier, config, on_event)
+    n, m = config.n, config.beam_width
+    keep = n // m
+    active = run.spread(run.start(), n)
+    n_finished = 0
+    while active:
+        nodes = run.step(active)
+        run.score(nodes)
+        if config.lookahead:
+            rescore_with_lookahead(run, [p for p in active if p.node.state != "finished"], config.lookahead)
+        run.forget_scores(sorted({node.parent for node in nodes}))  # no path extends them any more
+
+        done = [p for p in active if p.node.state == "finished"]
+        run.finish(done)
+        n_finished += len(done)
+        candidates = [p for p in active if p.node.state != "finished"]
+        if n_finished >= n or not candidates:
+            run.prune(candidates, "enough paths finished")
+            break
+
+        candidates.sort(key=lambda p: path_score(run, p), reverse=True)
+        survivors, losers = candidates[:keep], candidates[keep:]
+        run.prune(losers, f"not in the top {keep} of {len(candidates)}")
+        active = [child for p in survivors for child in run.spread(p, m)]
+    return run.result(config.selection)
+
+
+def path_score(run: Run, path: Path) -> float:
+    scores = [n.score for n in run.path_nodes(path.node) if n.score is not None]
+    return aggregate(scores, run.config.aggregation) or 0.0
+
+
+def rescore_with_lookahead(run: Run, paths: list[Path], k: int) -> None:
+    """Replace each candidate's score by the score of its path after k more greedy steps. The
+    rollout is scored as one extra step on top of the candidate and then thrown away."""
+    if not paths:
+        return
+    greedy = run.sampling(greedy=True)
+    rollouts = [run.engine.fork(p.seq, 1, greedy)[0] for p in paths]
+    texts = ["" for _ in paths]
+    logprobs: list[list[float]] = [[] for _ in paths]
+    live = list(range(len(paths)))
+    for _ in range(k):
+        steps = run.engine.generate([rollouts[i] for i in live], stop=[run.config.step_delimiter],
+                                    max_tokens=run.config.max_step_tokens)
+        for i, st in zip(list(live), steps):
+            texts[i] += st.text
+            logprobs[i] += st.logprobs
+            if st.stop_reason != "stop":
+                live.remove(i)
+        if not live:
+            break
+    for seq in rollouts:
+        run.engine.release(seq)
+    temp_ids = [-(i + 1) for i in range(len(paths))]
+    items = [StepToScore(node_id=t, parent_id=p.node.id, text=text, logprobs=lp)
+             for t, p, text, lp in zip(temp_ids, paths, texts, logprobs) if text]
+    scores = dict(zip([it.node_id for it in items], run.verifier.score(run.problem, items)))
+    run.verifier.forget(temp_ids)
+    for t, p in zip(temp_ids, paths):
+        if t in scores:
+            p.node.score = scores[t]
+    run.emit("score", [p.node for p in paths])

@@ -1,0 +1,20 @@
+"""Best-of-N: N sampled paths, every step scored by the verifier; the answer by PRM-Max (the
+best path) or PRM-Vote (the answer whose paths' scores sum highest)."""
+
+from __future__ import annotations
+
+from .common import Run
+from .types import SearchConfig, SearchResult
+
+
+def best_of_n(problem: str, engine, verifier, config: SearchConfig, on_event=None) -> SearchResult:
+    run = Run("best_of_n", problem, engine, verifier, config, on_event)
+    active = run.spread(run.start(), config.n)
+    while active:
+        nodes = run.step(active)
+        run.score(nodes)
+        run.forget_scores([n.parent for n in nodes])  # each path has one child: parents are done
+        done = [p for p in active if p.node.state == "finished"]
+        run.finish(done)
+        active = [p for p in active if p.node.state != "finished"]
+    return run.result(config.selection)

@@ -1,0 +1,36 @@
+"""Diverse verifier tree search (DVTS).
+
+The budget N is split into N/M independent subtrees. Each subtree repeats: sample M candidate
+next steps from its current path, score them, and continue from the single best. A subtree ends
+when its best candidate is finished (or at the step limit). Every finished candidate of every
+subtree is a final path; the answer is chosen across all of them. Subtrees never exchange
+candidates; all of them step together in one batch.
+"""
+
+from __future__ import annotations
+
+from .beam import path_score
+from .common import Run
+from .types import SearchConfig, SearchResult
+
+
+def dvts(problem: str, engine, verifier, config: SearchConfig, on_event=None) -> SearchResult:
+    run = Run("dvts", problem, engine, verifier, config, on_event)
+    m = config.beam_width
+    subtrees = run.spread(run.start(), config.n // m)  # the current path of each live subtree
+    while subtrees:
+        groups = [run.spread(p, m) for p in subtrees]  # M candidates per subtree
+        nodes = run.step([c for g in groups for c in g])
+        run.score(nodes)
+        run.forget_scores(sorted({node.parent for node in nodes}))
+        subtrees = []
+        for group in groups:
+            best = max(group, key=lambda p: path_score(run, p))
+            run.finish([p for p in group if p.node.state == "finished"])
+            if best.node.state == "finished":
+                run.prune([p for p in group if p.node.state != "finished"], "subtree finished")
+            else:
+                run.prune([p for p in group if p is not best and p.node.state != "finished"],
+                          "not the best of its subtree")
+                subtrees.append(best)
+    return run.result(config.selection)

@@ -1,0 +1,145 @@
+"""Plain data for searches: the configuration, the tree, candidates, results and events."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Callable
+
+AGGREGATIONS = ("last", "min", "avg", "prod")
+SELECTIONS = ("vote", "max")  # PRM-Vote, PRM-Max
+
+# The paper's and search-and-learn's prompt for Llama/Qwen instruct models on MATH.
+SYSTEM_PROMPT = (
+    "Solve the following math problem efficiently and clearly:\n\n"
+    "- For simple problems (2 steps or fewer):\nProvide a concise solution with minimal explanation.\n\n"
+    "- For complex problems (3 steps or more):\nUse this step-by-step format:\n\n"
+    "## Step 1: [Concise description]\n[Brief explanation and calculations]\n\n"
+    "## Step 2: [Concise description]\n[Brief explanation and calculations]\n\n...\n\n"
+    "Regardless of the approach, always conclude with:\n\n"
+    "Therefore, the final answer is: $\\boxed{answer}$. I hope it is correct.\n\n"
+    "Where [answer] is just the final number or expression that solves the problem."
+)
+
+
+class ConfigError(ValueError):
+    """An impossible search configuration (the message says which option and why)."""
+
+
+@dataclass
+class SearchConfig:
+    n: int = 4  # budget: sampled paths (majority, BoN) or beams kept alive (beam, DVTS)
+    beam_width: int = 4  # M
+    temperature: float = 0.7
+    top_p: float = 1.0
+    top_k: int = 0
+    max_steps: int = 40
+    max_step_tokens: int = 256
+    step_delimiter: str = "\n\n"
+    aggregation: str = "last"  # how step scores become a path score
+    selection: str = "vote"  # how the final answer is chosen among scored paths
+    lookahead: int = 0  # beam search: greedy steps rolled out before scoring a candidate
+    seed: int = 0
+    system_prompt: str = SYSTEM_PROMPT
+
+    def validate(self, strategy: str) -> None:
+        if self.n < 1:
+            raise ConfigError(f"n must be >= 1, got {self.n}")
+        if self.beam_width < 1:
+            raise ConfigError(f"beam width must be >= 1, got {self.beam_width}")
+        if strategy in ("beam", "dvts") and self.n % self.beam_width != 0:
+            raise ConfigError(f"{strategy}: n ({self.n}) must be a multiple of the beam width ({self.beam_width})")
+        if self.aggregation not in AGGREGATIONS:
+            raise ConfigError(f"aggregation must be one of {', '.join(AGGREGATIONS)}, got {self.aggregation!r}")
+        if self.selection not in SELECTIONS:
+            raise ConfigError(f"selection must be one of {', '.join(SELECTIONS)}, got {self.selection!r}")
+        if self.max_steps < 1 or self.max_step_tokens < 1:
+            raise ConfigError("max_steps and max_step_tokens must be >= 1")
+        if not 0.0 < self.top_p <= 1.0:
+            raise ConfigError(f"top_p must be in (0, 1], got {self.top_p}")
+        if self.temperature < 0:
+            raise ConfigError(f"temperature must be >= 0, got {self.temperature}")
+        if self.lookahead < 0:
+            raise ConfigError(f"lookahead must be >= 0, got {self.lookahead}")
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+@dataclass
+class Node:
+    """One generated step. Node 0 is the root (the prompt)."""
+
+    id: int
+    parent: int | None
+    depth: int
+    step: str
+    tokens: int = 0
+    score: float | None = None
+    state: str = "active"  # root, active, finished, pruned
+    reason: str = ""  # why finished (eos, boxed, length, max_steps, context) or pruned
+    answer: str | None = None  # on finished nodes
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+@dataclass
+class Candidate:
+    """A finished path."""
+
+    node_id: int
+    steps: list[str]
+    step_scores: list[float]
+    score: float | None  # aggregated
+    answer: str | None
+    answer_method: str | None  # boxed, or a fallback (answer_is, last_number)
+    finish_reason: str
+
+    @property
+    def text(self) -> str:
+        return "".join(self.steps)
+
+    def as_dict(self) -> dict:
+        d = asdict(self)
+        d["text"] = self.text
+        return d
+
+
+@dataclass
+class Event:
+    """Emitted while a search runs: kind is expand, score, prune or finish."""
+
+    kind: str
+    nodes: list[Node]
+    tree: list[Node]
+
+
+EventHandler = Callable[[Event], None]
+
+
+@dataclass
+class SearchResult:
+    problem: str
+    strategy: str
+    config: dict
+    answer: str | None
+    candidates: list[Candidate]
+    tree: list[Node]
+    votes: dict[str, dict]  # answer -> {"count": n, "score": summed path scores}
+    compute: dict
+    verifier: str | None = None
+    notes: list[str] = field(default_factory=list)
+
+    def as_dict(self) -> dict:
+        return {
+            "problem": self.problem,
+            "strategy": self.strategy,
+            "answer": self.answer,
+            "verifier": self.verifier,
+            "config": self.config,
+            "votes": self.votes,
+            "candidates": [c.as_dict() for c in self.candidates],
+            "tree": [n.as_dict() for n in self.tree],
+            "compute": self.compute,
+            "notes": self.notes,
+        }
