@@ -11,8 +11,12 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from .datasets import DataError
 from .engine import EngineError
+from .grade import ResultsError
 from .models import SMOLLM2_HINT, smollm2_path
+from .registry import RegistryError
+from .search import ConfigError
 
 app = typer.Typer(add_completion=False, no_args_is_help=True,
                   help="Test-time scaling for small local GGUF models (llama.cpp).")
@@ -27,6 +31,10 @@ def _root() -> None:
 
 class UserError(Exception):
     """Bad input: reported as one line, exit code 2."""
+
+
+# Errors that are the user's to fix: one line on stderr, exit code 2, no traceback.
+USER_ERRORS = (UserError, EngineError, RegistryError, DataError, ConfigError, ResultsError)
 
 
 def fail(message: str, code: int = 2) -> None:
@@ -92,7 +100,7 @@ def bench(
         with console.status("benchmarking...", spinner="dots") if not as_json else _null():
             rows = run_bench(str(model_path), ns, tokens, naive=naive, naive_max_n=naive_max_n, kv=kv,
                              n_gpu_layers=gpu_layers, n_threads=threads, raw=raw, on_row=show)
-    except (UserError, EngineError) as e:
+    except USER_ERRORS as e:
         fail(str(e))
     if as_json:
         from .engine import gpu_offload_supported
@@ -100,6 +108,447 @@ def bench(
                           "threads": threads or os.cpu_count(), "rows": [r.as_dict() for r in rows]}))
     else:
         console.print(table)
+
+
+# --- search settings shared by solve, grade and compare -------------------------------------
+
+STRATEGY_NAMES = ["cot", "majority", "best-of-n", "beam", "dvts"]
+SEARCH_KEYS = ("n", "beam_width", "temperature", "top_p", "top_k", "max_steps", "max_step_tokens",
+               "aggregation", "selection", "lookahead", "seed")
+RUN_KEYS = ("strategy", "policy", "prm", "gpu_layers", "threads", "context_per_path", "models_file")
+RUN_DEFAULTS = {"strategy": "beam", "policy": None, "prm": None, "gpu_layers": None, "threads": None,
+                "context_per_path": None, "models_file": None}
+
+
+def read_recipe(path: Path | None) -> dict:
+    """A YAML mapping of option names (as on the command line, dashes or underscores)."""
+    if path is None:
+        return {}
+    import yaml
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise UserError(f"{path}: recipe file does not exist")
+    except (OSError, UnicodeDecodeError) as e:
+        raise UserError(f"{path}: cannot read recipe ({e})")
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        raise UserError(f"{path}:{mark.line + 1 if mark else '?'}: not valid YAML ({getattr(e, 'problem', e)})")
+    if not isinstance(data, dict):
+        raise UserError(f"{path}: a recipe is a YAML mapping of option: value")
+    out = {}
+    for k, v in data.items():
+        key = str(k).replace("-", "_")
+        if key not in SEARCH_KEYS + RUN_KEYS:
+            raise UserError(f"{path}: unknown option {k!r} (known: {', '.join(SEARCH_KEYS + RUN_KEYS)})")
+        out[key] = v
+    return out
+
+
+def effective_settings(recipe: Path | None, flags: dict) -> dict:
+    """Defaults, then the recipe, then the flags that were given."""
+    from .search import SearchConfig
+    settings = {**SearchConfig().as_dict(), **RUN_DEFAULTS}
+    settings.pop("system_prompt")
+    settings.update(read_recipe(recipe))
+    settings.update({k: v for k, v in flags.items() if v is not None})
+    if settings["strategy"] not in STRATEGY_NAMES:
+        raise UserError(f"--strategy: expected one of {', '.join(STRATEGY_NAMES)}, got {settings['strategy']!r}")
+    return settings
+
+
+def search_config(settings: dict):
+    from .search import SearchConfig
+    cfg = SearchConfig(**{k: settings[k] for k in SEARCH_KEYS})
+    cfg.validate(settings["strategy"])
+    return cfg
+
+
+class Session:
+    """The loaded policy and verifier for a run; engines sized for the search budget."""
+
+    def __init__(self, settings: dict):
+        from .registry import load_registry, resolve
+        from .search import NEEDS_VERIFIER
+        from .solver import DEFAULT_CONTEXT_PER_PATH
+
+        self.settings = settings
+        self.registry = load_registry(settings["models_file"])
+        policy = settings["policy"]
+        if policy is None:
+            path = smollm2_path()
+            if path is None:
+                raise UserError(SMOLLM2_HINT)
+            self.policy_path, self.policy_entry = path, self.registry.get("smollm2-135m-instruct")
+        else:
+            self.policy_path, self.policy_entry = resolve(policy, self.registry)
+        self.prm = settings["prm"]
+        if settings["strategy"] in NEEDS_VERIFIER and self.prm is None:
+            self.prm = "judge"
+        self.prm_path, self.prm_entry = None, None
+        if self.prm is not None and self.prm not in ("judge", "confidence"):
+            self.prm_path, self.prm_entry = resolve(self.prm, self.registry)
+        self.context = settings["context_per_path"] or DEFAULT_CONTEXT_PER_PATH
+        self._model = None
+
+    def open(self, config):
+        """(policy engine, verifier) for a search config."""
+        from .engine import Model
+        from .solver import open_policy, open_verifier
+        if self._model is None:
+            self._model = Model(self.policy_path, n_gpu_layers=self.settings["gpu_layers"])
+        policy = open_policy(self._model, config, n_threads=self.settings["threads"], context_per_path=self.context)
+        spec = self.prm if self.prm in ("judge", "confidence", None) else str(self.prm_path)
+        needs = self.settings["strategy"] in ("best-of-n", "beam", "dvts")
+        verifier = open_verifier(spec if needs else None, policy, config, n_gpu_layers=self.settings["gpu_layers"],
+                                 n_threads=self.settings["threads"], context_per_path=self.context,
+                                 prm_entry=self.prm_entry)
+        return policy, verifier
+
+    def describe(self) -> dict:
+        return {**self.settings, "policy": str(self.policy_path),
+                "prm": str(self.prm_path) if self.prm_path else self.prm}
+
+
+def _solve_one(session: Session, strategy: str, problem: str, policy, verifier, config, on_event=None):
+    from .solver import run_search
+    result = run_search(strategy, problem, policy, verifier, config, on_event)
+    result.config = {**session.describe(), **result.config}
+    return result
+
+
+# Typer options reused by several commands
+O_CONFIG = typer.Option(None, "--config", help="YAML recipe of search options (flags override it).")
+O_POLICY = typer.Option(None, "--policy", help="Policy model: a models.yaml name or a .gguf path (default: bundled SmolLM2-135M-Instruct).")
+O_PRM = typer.Option(None, "--prm", help="Verifier: judge, confidence, a models.yaml PRM name, or a .gguf path (default for best-of-n/beam/dvts: judge).")
+O_STRATEGY = typer.Option(None, "--strategy", "-s", help="cot, majority, best-of-n, beam or dvts (default: beam).")
+O_N = typer.Option(None, "--n", help="Budget N: sampled paths or beams (default 4).")
+O_M = typer.Option(None, "--beam-width", "-m", help="Beam width M for beam and dvts (default 4).")
+O_T = typer.Option(None, "--temperature", help="Sampling temperature (default 0.7; cot is greedy).")
+O_TOP_P = typer.Option(None, "--top-p", help="Nucleus sampling (default 1.0).")
+O_STEPS = typer.Option(None, "--max-steps", help="Steps per path (default 40).")
+O_STEP_TOKENS = typer.Option(None, "--max-step-tokens", help="Tokens per step (default 256).")
+O_AGG = typer.Option(None, "--aggregation", help="Step scores to a path score: last, min, avg, prod (default last).")
+O_SEL = typer.Option(None, "--selection", help="vote (PRM-Vote) or max (PRM-Max) (default vote).")
+O_LOOKAHEAD = typer.Option(None, "--lookahead", help="Beam search lookahead steps (default 0).")
+O_SEED = typer.Option(None, "--seed", help="Random seed (default 0): the same seed gives the same answers.")
+O_GPU = typer.Option(None, "--gpu-layers", help="Layers to offload to the GPU (default all; 0 = CPU).")
+O_THREADS = typer.Option(None, "--threads", help="CPU threads (default: all cores).")
+O_MODELS_FILE = typer.Option(None, "--models-file", help="Extra model registry YAML (default: ~/.config/tts_cli/models.yaml if present).")
+O_CONTEXT = typer.Option(None, "--context-per-path", help="KV cells per path, prompt included (default 2048).")
+
+
+@app.command()
+def solve(
+    problem: Optional[str] = typer.Argument(None, help="The problem text; or use --file."),
+    file: Optional[str] = typer.Option(None, "--file", "-f", help="Read the problem from a file ('-' for stdin)."),
+    config: Optional[Path] = O_CONFIG, policy: Optional[str] = O_POLICY, prm: Optional[str] = O_PRM,
+    strategy: Optional[str] = O_STRATEGY, n: Optional[int] = O_N, beam_width: Optional[int] = O_M,
+    temperature: Optional[float] = O_T, top_p: Optional[float] = O_TOP_P, max_steps: Optional[int] = O_STEPS,
+    max_step_tokens: Optional[int] = O_STEP_TOKENS, aggregation: Optional[str] = O_AGG,
+    selection: Optional[str] = O_SEL, lookahead: Optional[int] = O_LOOKAHEAD, seed: Optional[int] = O_SEED,
+    gpu_layers: Optional[int] = O_GPU, threads: Optional[int] = O_THREADS,
+    models_file: Optional[Path] = O_MODELS_FILE, context_per_path: Optional[int] = O_CONTEXT,
+    as_json: bool = typer.Option(False, "--json", help="Print exactly one JSON object on stdout."),
+    no_live: bool = typer.Option(False, "--no-live", help="No live tree (also off when stdout is not a terminal)."),
+):
+    """Solve one problem with a test-time search, showing the search tree as it grows.
+
+    Examples:
+      tts solve "What is 15 + 27?"
+      tts solve --strategy beam --n 16 --prm judge "Find x if 2x + 3 = 11."
+      tts solve --file problem.txt --config recipes/beam-n16.yaml --json
+    """
+    from rich.live import Live
+
+    from .datasets import MAX_PROBLEM_CHARS
+    from .live import LiveView, result_panel
+    try:
+        text = read_problem_text(problem, file)
+        notes = []
+        if len(text) > MAX_PROBLEM_CHARS:
+            notes.append(f"problem text of {len(text)} characters cut to {MAX_PROBLEM_CHARS}")
+            text = text[:MAX_PROBLEM_CHARS]
+        flags = dict(strategy=strategy, policy=policy, prm=prm, n=n, beam_width=beam_width, temperature=temperature,
+                     top_p=top_p, max_steps=max_steps, max_step_tokens=max_step_tokens, aggregation=aggregation,
+                     selection=selection, lookahead=lookahead, seed=seed, gpu_layers=gpu_layers, threads=threads,
+                     models_file=str(models_file) if models_file else None, context_per_path=context_per_path)
+        settings = effective_settings(config, flags)
+        cfg = search_config(settings)
+        session = Session(settings)
+        engine, verifier = session.open(cfg)
+        live = console.is_terminal and not no_live and not as_json
+        if live:
+            with Live(console=console, refresh_per_second=8, transient=False) as lv:
+                result = _solve_one(session, settings["strategy"], text, engine, verifier, cfg,
+                                    LiveView(lv, f"{settings['strategy']} N={cfg.n}"))
+        else:
+            result = _solve_one(session, settings["strategy"], text, engine, verifier, cfg)
+        result.notes = notes + result.notes
+    except USER_ERRORS as e:
+        fail(str(e))
+    if as_json:
+        print(json.dumps(result.as_dict(), ensure_ascii=False))
+    else:
+        console.print(result_panel(result))
+
+
+def read_problem_text(problem: str | None, file: str | None) -> str:
+    import sys
+    if problem is not None and file is not None:
+        raise UserError("give the problem as an argument or with --file, not both")
+    if file == "-":
+        text = sys.stdin.read()
+    elif file is not None:
+        try:
+            text = Path(file).read_text(encoding="utf-8")
+        except FileNotFoundError:
+            raise UserError(f"{file}: file does not exist")
+        except (OSError, UnicodeDecodeError) as e:
+            raise UserError(f"{file}: cannot read it as text ({e.__class__.__name__})")
+    elif problem is not None:
+        text = problem
+    else:
+        raise UserError("no problem given: tts solve \"PROBLEM\" or tts solve --file FILE")
+    if not text.strip():
+        raise UserError("the problem text is empty")
+    return text.strip()
+
+
+@app.command()
+def grade(
+    data: Path = typer.Argument(..., help="JSONL problem set (MATH-500, AIME24, GSM8K, or --problem-key/--answer-key)."),
+    out: Path = typer.Option(..., "--out", "-o", help="Results JSONL; rerunning with the same file resumes."),
+    problem_key: Optional[str] = typer.Option(None, "--problem-key", help="Field holding the problem (default: problem or question)."),
+    answer_key: Optional[str] = typer.Option(None, "--answer-key", help="Field holding the reference answer (default: answer)."),
+    limit: Optional[int] = typer.Option(None, "--limit", min=1, help="Only the first K problems."),
+    skip_bad: bool = typer.Option(False, "--skip-bad", help="Record malformed lines as errors and go on."),
+    config: Optional[Path] = O_CONFIG, policy: Optional[str] = O_POLICY, prm: Optional[str] = O_PRM,
+    strategy: Optional[str] = O_STRATEGY, n: Optional[int] = O_N, beam_width: Optional[int] = O_M,
+    temperature: Optional[float] = O_T, top_p: Optional[float] = O_TOP_P, max_steps: Optional[int] = O_STEPS,
+    max_step_tokens: Optional[int] = O_STEP_TOKENS, aggregation: Optional[str] = O_AGG,
+    selection: Optional[str] = O_SEL, lookahead: Optional[int] = O_LOOKAHEAD, seed: Optional[int] = O_SEED,
+    gpu_layers: Optional[int] = O_GPU, threads: Optional[int] = O_THREADS,
+    models_file: Optional[Path] = O_MODELS_FILE, context_per_path: Optional[int] = O_CONTEXT,
+):
+    """Grade a JSONL problem set; one result line per problem, appended as each finishes.
+
+    Examples:
+      tts grade ../shared/data/gsm8k_test.jsonl --out cot.jsonl --strategy cot --limit 20
+      tts grade math500.jsonl --out beam16.jsonl --config recipes/beam-n16.yaml
+    """
+    flags = dict(strategy=strategy, policy=policy, prm=prm, n=n, beam_width=beam_width, temperature=temperature,
+                 top_p=top_p, max_steps=max_steps, max_step_tokens=max_step_tokens, aggregation=aggregation,
+                 selection=selection, lookahead=lookahead, seed=seed, gpu_layers=gpu_layers, threads=threads,
+                 models_file=str(models_file) if models_file else None, context_per_path=context_per_path)
+    try:
+        settings = effective_settings(config, flags)
+        summary = run_grade(data, out, settings, problem_key=problem_key, answer_key=answer_key, limit=limit,
+                            skip_bad=skip_bad, show_progress=True)
+    except USER_ERRORS as e:
+        fail(str(e))
+    print_summary(summary, out)
+    if summary.interrupted:
+        err_console.print(f"interrupted: {len(summary.records)} finished problems are in {out}; rerun to resume")
+        raise typer.Exit(130)
+
+
+def run_grade(data: Path, out: Path, settings: dict, *, problem_key=None, answer_key=None, limit=None,
+              skip_bad=False, show_progress=True, session: "Session | None" = None, label: str | None = None):
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+    from .datasets import read_problems
+    from .grade import grade as grade_problems
+    from .grade import read_results
+
+    problems, bad = read_problems(data, problem_key=problem_key, answer_key=answer_key, limit=limit,
+                                  skip_bad=skip_bad)
+    cfg = search_config(settings)
+    _check_writable(out)
+    session = session or Session(settings)
+    engine, verifier = session.open(cfg)
+    strategy = settings["strategy"]
+    state = {"done": 0, "correct": 0}
+    for r in read_results(out) if out.exists() else []:
+        if r.get("correct") is not None and not r.get("error"):
+            state["done"] += 1
+            state["correct"] += bool(r["correct"])
+    progress = Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
+                        TextColumn("acc {task.fields[acc]}"), TimeRemainingColumn(), console=err_console,
+                        disable=not show_progress)
+    with progress:
+        task = progress.add_task(label or f"{strategy} N={cfg.n}", total=len(problems), acc="-")
+
+        def on_record(rec):
+            if rec.get("correct") is not None and not rec.get("error"):
+                state["done"] += 1
+                state["correct"] += bool(rec["correct"])
+            acc = f"{state['correct'] / state['done']:.1%}" if state["done"] else "-"
+            progress.update(task, advance=1, acc=acc)
+
+        summary = grade_problems(
+            problems, out, lambda p: _solve_one(session, strategy, p.problem, engine, verifier, cfg),
+            bad_lines=bad, on_record=on_record, on_skip=lambda k: progress.update(task, advance=k))
+    engine.close()
+    if verifier is not None:
+        verifier.close()
+    return summary
+
+
+def _check_writable(out: Path) -> None:
+    parent = out.parent if str(out.parent) else Path(".")
+    if out.exists() and out.is_dir():
+        raise UserError(f"{out}: is a directory, expected a results file")
+    if parent.exists() and not os.access(parent, os.W_OK):
+        raise UserError(f"{out}: the folder is not writable")
+    if out.exists() and not os.access(out, os.W_OK):
+        raise UserError(f"{out}: the file is not writable")
+
+
+def print_summary(summary, out: Path) -> None:
+    from .grade import summarize
+    s = summarize(summary.records)
+    table = Table(title=f"results: {out}")
+    table.add_column("")
+    table.add_column("problems", justify="right")
+    table.add_column("accuracy", justify="right")
+    acc = "-" if s["accuracy"] is None else f"{s['accuracy']:.1%}"
+    table.add_row("all", str(s["graded"]), acc)
+    for key in ("by_level", "by_subject"):
+        for name, v in s.get(key, {}).items():
+            table.add_row(f"{key[3:]} {name}", str(v["n"]), f"{v['accuracy']:.1%}")
+    console.print(table)
+    console.print(f"errors: {s['errors']}   tokens: {s['tokens']}   FLOPs: {s['flops']:.3g}   "
+                  f"search time: {s['seconds']:.1f} s   (skipped, already done: {summary.skipped})")
+
+
+@app.command()
+def compare(
+    data: Path = typer.Argument(..., help="JSONL problem set."),
+    strategies: str = typer.Option("cot,majority,best-of-n,beam,dvts", "--strategies", help="Comma-separated strategies."),
+    budgets: str = typer.Option("4,16,64", "--budgets", help="Comma-separated budgets N."),
+    out: Path = typer.Option(..., "--out", "-o", help="Folder for results files, summary.json and the plot."),
+    problem_key: Optional[str] = typer.Option(None, "--problem-key"),
+    answer_key: Optional[str] = typer.Option(None, "--answer-key"),
+    limit: Optional[int] = typer.Option(None, "--limit", min=1),
+    config: Optional[Path] = O_CONFIG, policy: Optional[str] = O_POLICY, prm: Optional[str] = O_PRM,
+    beam_width: Optional[int] = O_M, temperature: Optional[float] = O_T, max_steps: Optional[int] = O_STEPS,
+    max_step_tokens: Optional[int] = O_STEP_TOKENS, seed: Optional[int] = O_SEED,
+    gpu_layers: Optional[int] = O_GPU, threads: Optional[int] = O_THREADS,
+    models_file: Optional[Path] = O_MODELS_FILE, context_per_path: Optional[int] = O_CONTEXT,
+):
+    """Accuracy against compute for several strategies and budgets; writes a plot.
+
+    Example:
+      tts compare ../shared/data/gsm8k_test.jsonl --limit 20 --strategies cot,majority,beam --budgets 4,16 --out cmp/
+    """
+    from .compare import plot_accuracy_vs_flops
+    from .grade import summarize
+    try:
+        names = [s.strip() for s in strategies.split(",") if s.strip()]
+        for s in names:
+            if s not in STRATEGY_NAMES:
+                raise UserError(f"--strategies: unknown strategy {s!r} (known: {', '.join(STRATEGY_NAMES)})")
+        ns = parse_int_list(budgets, "--budgets")
+        out.mkdir(parents=True, exist_ok=True)
+        base = dict(policy=policy, prm=prm, beam_width=beam_width, temperature=temperature, max_steps=max_steps,
+                    max_step_tokens=max_step_tokens, seed=seed, gpu_layers=gpu_layers, threads=threads,
+                    models_file=str(models_file) if models_file else None, context_per_path=context_per_path)
+        rows = []
+        session = None
+        for name in names:
+            for n in ([1] if name == "cot" else ns):
+                settings = effective_settings(config, {**base, "strategy": name, "n": n})
+                if name in ("beam", "dvts") and n % settings["beam_width"]:
+                    err_console.print(f"skipping {name} N={n}: not a multiple of the beam width {settings['beam_width']}")
+                    continue
+                session = session or Session(settings)
+                session.settings = settings
+                path = out / f"{name}_n{n}.jsonl"
+                summary = run_grade(data, path, settings, problem_key=problem_key, answer_key=answer_key, limit=limit,
+                                    session=session, label=f"{name} N={n}")
+                s = summarize(summary.records)
+                rows.append({"strategy": name, "n": n, "accuracy": s["accuracy"], "problems": s["graded"],
+                             "flops_per_problem": s["flops_per_problem"], "flops": s["flops"],
+                             "seconds": s["seconds"], "results": str(path)})
+                if summary.interrupted:
+                    raise typer.Exit(130)
+        (out / "summary.json").write_text(json.dumps({"data": str(data), "rows": rows}, indent=1))
+        plot_accuracy_vs_flops(rows, out / "accuracy_vs_flops.png", title=data.name)
+    except USER_ERRORS as e:
+        fail(str(e))
+    table = Table(title=f"accuracy vs compute: {data.name}")
+    for col in ("strategy", "N", "accuracy", "FLOPs / problem", "seconds"):
+        table.add_column(col, justify="right")
+    for r in rows:
+        table.add_row(r["strategy"], str(r["n"]), "-" if r["accuracy"] is None else f"{r['accuracy']:.1%}",
+                      f"{r['flops_per_problem']:.3g}" if r["flops_per_problem"] else "-", f"{r['seconds']:.1f}")
+    console.print(table)
+    console.print(f"wrote {out / 'summary.json'} and {out / 'accuracy_vs_flops.png'}")
+
+
+models_app = typer.Typer(help="The model registry: list, info, pull.", no_args_is_help=True)
+app.add_typer(models_app, name="models")
+
+
+@models_app.command("list")
+def models_list(models_file: Optional[Path] = O_MODELS_FILE):
+    """Known models and whether each is on this machine.
+
+    Example: tts models list
+    """
+    from .registry import load_registry, local_path
+    try:
+        reg = load_registry(models_file)
+    except USER_ERRORS as e:
+        fail(str(e))
+    table = Table(title="models")
+    for col in ("name", "role", "params", "format", "local"):
+        table.add_column(col)
+    for e in reg.values():
+        path = local_path(e)
+        fmt = (e.get("prm") or {}).get("format", "chat template")
+        table.add_row(e["name"], e.get("role", "?"), f"{float(e.get('params', 0)) / 1e9:.2f}B", fmt,
+                      "yes" if path else "-")
+    console.print(table)
+
+
+@models_app.command("info")
+def models_info(name: str, models_file: Optional[Path] = O_MODELS_FILE):
+    """Everything the registry says about one model.
+
+    Example: tts models info qwen2.5-1.5b-instruct
+    """
+    import yaml
+
+    from .registry import load_registry, local_path, resolve
+    try:
+        reg = load_registry(models_file)
+        if name not in reg:
+            resolve(name, reg)  # raises with suggestions
+        entry = reg[name]
+    except USER_ERRORS as e:
+        fail(str(e))
+    path = local_path(entry)
+    console.print(yaml.safe_dump({**entry, "local_path": str(path) if path else None}, allow_unicode=True,
+                                 sort_keys=False), highlight=False)
+
+
+@models_app.command("pull")
+def models_pull(name: str, models_file: Optional[Path] = O_MODELS_FILE):
+    """Download a model's GGUF from the Hugging Face hub (resumable, into the hub cache).
+
+    Example: tts models pull qwen2.5-0.5b-instruct
+    """
+    from .registry import load_registry, pull, resolve
+    try:
+        reg = load_registry(models_file)
+        if name not in reg:
+            resolve(name, reg)
+        path = pull(reg[name])
+    except USER_ERRORS as e:
+        fail(str(e))
+    console.print(f"{name}: {path}")
 
 
 def _fmt(value, pattern: str = "{:.1f}") -> str:

