@@ -2,7 +2,7 @@
 FLOPs and wall time; and, for beam search, the verifier's tokens with and without incremental
 scoring.
 
-    python benchmarks/search_compute.py --n 16 --prm judge --problem-index 0
+    python benchmarks/search_compute.py --n 16 --prm judge --problem-index 0 --max-steps 10 --max-step-tokens 128
 """
 
 from __future__ import annotations
@@ -28,11 +28,14 @@ def main() -> None:
     ap.add_argument("--data", default=str(GSM8K))
     ap.add_argument("--strategies", default=",".join(STRATEGIES))
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--max-steps", type=int, default=40)
+    ap.add_argument("--max-step-tokens", type=int, default=256)
     args = ap.parse_args()
 
     row = json.loads(Path(args.data).read_text().splitlines()[args.problem_index])
     problem, reference = row["question"], row["answer"].split("####")[-1].strip()
-    config = SearchConfig(n=args.n, beam_width=args.beam_width, seed=args.seed)
+    config = SearchConfig(n=args.n, beam_width=args.beam_width, seed=args.seed, max_steps=args.max_steps,
+                          max_step_tokens=args.max_step_tokens)
     policy = open_policy(smollm2_path(), config)
     verifier = open_verifier(args.prm, policy, config)
     print(f"problem {args.problem_index}: reference {reference}; N={args.n}, M={args.beam_width}, verifier {args.prm}")

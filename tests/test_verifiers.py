@@ -5,11 +5,12 @@ import math
 import numpy as np
 import pytest
 
-from tts_cli.engine import Engine
+from tts_cli.engine import Engine, Sampling
 from tts_cli.search import STRATEGIES, SearchConfig
 from tts_cli.solver import open_policy, open_verifier, run_search
 from tts_cli.verifiers import ConfidenceVerifier, JudgeVerifier, MathShepherdPRM, StepToScore
 
+GREEDY_SAMPLING = Sampling(temperature=0.0)
 PROBLEM = "Tom has 3 apples and buys 4 more. How many apples does he have?"
 STEPS = ["Tom starts with 3 apples.\n\n", "He buys 4 more, so 3 + 4 = 7.\n\n", "The answer is \\boxed{7}."]
 
@@ -104,3 +105,34 @@ def test_every_strategy_end_to_end_on_smollm2(prm, smollm2):
             assert len(result.candidates) == config.n
     verifier.close()
     policy.close()
+
+
+def random_head(kind, hidden, seed=0):
+    rng = np.random.default_rng(seed)
+    if kind == "value_head":
+        return {"weight": rng.standard_normal(hidden).astype(np.float32) * 0.3, "bias": np.array([0.1], np.float32)}
+    return {"w1": rng.standard_normal((hidden, hidden)).astype(np.float32) * 0.2,
+            "b1": np.zeros(hidden, np.float32),
+            "w2": rng.standard_normal((2, hidden)).astype(np.float32) * 0.2, "b2": np.zeros(2, np.float32)}
+
+
+@pytest.mark.parametrize("kind", ["value_head", "classification_head"])
+def test_head_prms_score_incrementally_like_from_scratch(kind, tiny_model, tmp_path):
+    from tts_cli.verifiers import HEAD_FORMATS, load_head, verifier_from_format
+
+    with Engine(tiny_model, n_ctx=4096, n_seq_max=16, kv_unified=True, n_threads=2, embeddings=True) as engine:
+        np.savez(tmp_path / "head.npz", **random_head(kind, engine.model.n_embd))
+        prm = verifier_from_format({"format": kind, "head_file": "head.npz"}, engine, name=kind, head_dir=tmp_path)
+        assert isinstance(prm, HEAD_FORMATS[kind])
+        incremental, other = score_tree_incrementally(prm)
+        prm.close()
+        scratch = prm.score_from_scratch(PROBLEM, STEPS)
+        # the score is the head applied to llama.cpp's hidden state at the step's last token
+        seq = engine.start(prm._path_tokens(PROBLEM, STEPS), GREEDY_SAMPLING)
+        hidden = engine.hidden_states([seq])
+        assert prm.apply(hidden)[0] == pytest.approx(scratch[-1], abs=1e-5)
+    assert incremental == pytest.approx(scratch, abs=1e-4)
+    assert len(set(round(s, 6) for s in incremental + [other])) == 4  # the head sees different states
+    with pytest.raises(Exception, match="lacks"):
+        np.savez(tmp_path / "bad.npz", nothing=np.zeros(3))
+        load_head(tmp_path / "bad.npz", kind)

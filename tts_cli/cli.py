@@ -521,12 +521,9 @@ def models_info(name: str, models_file: Optional[Path] = O_MODELS_FILE):
     """
     import yaml
 
-    from .registry import load_registry, local_path, resolve
+    from .registry import entry_named, load_registry, local_path
     try:
-        reg = load_registry(models_file)
-        if name not in reg:
-            resolve(name, reg)  # raises with suggestions
-        entry = reg[name]
+        entry = entry_named(name, load_registry(models_file))
     except USER_ERRORS as e:
         fail(str(e))
     path = local_path(entry)
@@ -540,12 +537,9 @@ def models_pull(name: str, models_file: Optional[Path] = O_MODELS_FILE):
 
     Example: tts models pull qwen2.5-0.5b-instruct
     """
-    from .registry import load_registry, pull, resolve
+    from .registry import entry_named, load_registry, pull
     try:
-        reg = load_registry(models_file)
-        if name not in reg:
-            resolve(name, reg)
-        path = pull(reg[name])
+        path = pull(entry_named(name, load_registry(models_file)))
     except USER_ERRORS as e:
         fail(str(e))
     console.print(f"{name}: {path}")

@@ -77,6 +77,15 @@ def local_path(entry: dict) -> Path | None:
     return None
 
 
+def entry_named(name: str, registry: dict[str, dict]) -> dict:
+    """The registry entry called `name`; an unknown name gets close suggestions."""
+    if name not in registry:
+        close = difflib.get_close_matches(name, list(registry), n=3, cutoff=0.5)
+        hint = f"; did you mean {', '.join(close)}?" if close else "; `tts models list` shows the known names"
+        raise RegistryError(f"unknown model {name!r}{hint}")
+    return registry[name]
+
+
 def resolve(name_or_path: str, registry: dict[str, dict]) -> tuple[Path, dict | None]:
     """A model argument -> (GGUF path, registry entry or None). Paths are taken as they are (the
     engine checks them); names must be in the registry and present locally."""
@@ -85,11 +94,7 @@ def resolve(name_or_path: str, registry: dict[str, dict]) -> tuple[Path, dict | 
         path = Path(os.path.expanduser(name_or_path))
         entry = next((e for e in registry.values() if e.get("file") == path.name), None)
         return path, entry
-    entry = registry.get(name_or_path)
-    if entry is None:
-        close = difflib.get_close_matches(name_or_path, list(registry), n=3, cutoff=0.5)
-        hint = f"; did you mean {', '.join(close)}?" if close else "; `tts models list` shows the known names"
-        raise RegistryError(f"unknown model {name_or_path!r}{hint}")
+    entry = entry_named(name_or_path, registry)
     path = local_path(entry)
     if path is None:
         if entry.get("bundled"):

@@ -10,7 +10,7 @@ from pathlib import Path
 
 from .engine import Engine, EngineError, Model
 from .search import NEEDS_VERIFIER, STRATEGIES, SearchConfig, SearchResult
-from .verifiers import ConfidenceVerifier, JudgeVerifier, Verifier, verifier_from_format
+from .verifiers import HEAD_FORMATS, ConfidenceVerifier, JudgeVerifier, Verifier, verifier_from_format
 
 # KV cells reserved per path (prompt + solution). A path that reaches it ends with reason
 # "context". 2048 covers MATH-style solutions of small models; raise it for long ones.
@@ -48,9 +48,15 @@ def open_verifier(spec: str | None, policy: Engine, config: SearchConfig, *, n_g
     if prm_entry is None or "prm" not in prm_entry:
         raise EngineError(f"{spec}: no PRM format known for this model; describe it in models.yaml "
                           "(prm: {format: math_shepherd|rlhflow|judge})")
+    fmt = prm_entry["prm"].get("format")
     engine = Engine(Path(spec), n_ctx=n_ctx, n_seq_max=slots, kv_unified=True, n_gpu_layers=n_gpu_layers,
-                    n_threads=n_threads)
-    return verifier_from_format(prm_entry["prm"], engine, name=prm_entry.get("name", Path(spec).stem))
+                    n_threads=n_threads, embeddings=fmt in HEAD_FORMATS)
+    try:
+        return verifier_from_format(prm_entry["prm"], engine, name=prm_entry.get("name", Path(spec).stem),
+                                    head_dir=Path(spec).parent)
+    except ValueError as e:
+        engine.close()
+        raise EngineError(str(e))
 
 
 def run_search(strategy: str, problem: str, policy: Engine, verifier: Verifier | None, config: SearchConfig,

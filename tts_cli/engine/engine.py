@@ -117,14 +117,14 @@ class Engine:
     def __init__(self, model: str | os.PathLike | Model, *, n_ctx: int = 8192, n_seq_max: int = 16,
                  n_gpu_layers: int | None = None, n_threads: int | None = None,
                  kv_unified: bool | None = None, n_batch: int = 512, seed: int = 0,
-                 prefill_chunk: int | None = None):
+                 prefill_chunk: int | None = None, embeddings: bool = False):
         # A loaded Model can be shared by several engines (the benchmark makes one per N).
         self._owns_model = not isinstance(model, Model)
         self.model = Model(model, n_gpu_layers=n_gpu_layers) if self._owns_model else model
         if kv_unified is None:
             kv_unified = choose_kv_unified(n_seq_max)
         self.ctx = Context(self.model, n_ctx=n_ctx, n_seq_max=n_seq_max, kv_unified=kv_unified,
-                           n_threads=n_threads, n_batch=n_batch)
+                           n_threads=n_threads, n_batch=n_batch, embeddings=embeddings)
         self.seed = seed
         # On the CPU backend, llama.cpp's flash attention switches to a tiled kernel at 64 query
         # rows, which rounds differently: prefilling at most 63 tokens per llama_decode makes a
@@ -357,17 +357,32 @@ class Engine:
         The sequences must be greedy (their samplers leave the raw logits readable). Afterwards
         they hold no pending token: they can be extended or forked, not generated from.
         """
+        def read(slots):
+            rows = self.ctx.output_logits(slots)
+            m = rows.max(axis=1, keepdims=True)
+            lse = m[:, 0] + np.log(np.exp(rows - m).sum(axis=1))
+            return (rows[:, token_ids] - lse[:, None]).tolist()
+        return self._evaluate_last(seqs, read)
+
+    def hidden_states(self, seqs: list[Sequence]) -> np.ndarray:
+        """The final hidden state at each sequence's last token (an engine made with
+        embeddings=True), for reward heads applied outside the model. Same batching and
+        afterwards-state as next_token_logprobs."""
+        rows = self._evaluate_last(seqs, lambda slots: list(self.ctx.output_embeddings(len(slots))))
+        return np.array(rows, dtype=np.float32).reshape(len(seqs), self.model.n_embd)
+
+    def _evaluate_last(self, seqs: list[Sequence], read) -> list:
         t0 = time.perf_counter()
         if not seqs:
             return []
         for s in seqs:
             if s.released or s.pending is None:
-                raise EngineError("next_token_logprobs needs live sequences with a pending token")
+                raise EngineError("reading a position needs live sequences with a pending token")
             if not s.sampling.greedy:
-                raise EngineError("next_token_logprobs needs greedy sequences")
+                raise EngineError("reading a position needs greedy sequences")
             if s.n_past + 1 > self.ctx.n_ctx_seq - 1:
                 raise EngineError("sequence is at the end of its context")
-        out: list[list[float]] = []
+        out: list = []
         chunk = self.prefill_chunk
         for i in range(0, len(seqs), chunk):
             part = seqs[i:i + chunk]
@@ -378,11 +393,7 @@ class Engine:
                 raise EngineError("the KV cache is full" if rc == 1 else f"llama_decode failed with status {rc}")
             self.stats.tokens_evaluated += len(part)
             self.stats.tokens_prefilled += len(part)
-            rows = self.ctx.output_logits(slots)
-            m = rows.max(axis=1, keepdims=True)
-            lse = m[:, 0] + np.log(np.exp(rows - m).sum(axis=1))
-            picked = rows[:, token_ids] - lse[:, None]
-            out.extend(picked.tolist())
+            out.extend(read(slots))
             for s in part:
                 s.n_past += 1
                 s.pending = None

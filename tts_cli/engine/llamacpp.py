@@ -194,7 +194,7 @@ class Context:
     """
 
     def __init__(self, model: Model, *, n_ctx: int, n_seq_max: int, kv_unified: bool,
-                 n_threads: int | None = None, n_batch: int = 512):
+                 n_threads: int | None = None, n_batch: int = 512, embeddings: bool = False):
         if not 1 <= n_seq_max <= L.llama_max_parallel_sequences():
             raise EngineError(f"n_seq_max must be between 1 and {L.llama_max_parallel_sequences()}, got {n_seq_max}")
         self.model = model
@@ -209,6 +209,10 @@ class Context:
         p.n_threads = n_threads
         p.n_threads_batch = n_threads
         p.no_perf = True
+        if embeddings:  # final hidden states per token, for reward heads applied outside the model
+            p.embeddings = True
+            p.pooling_type = L.LLAMA_POOLING_TYPE_NONE
+        self.embeddings = embeddings
         self.ptr = L.llama_init_from_model(model.ptr, p)
         if not self.ptr:
             raise EngineError(f"{model.path}: could not create a llama.cpp context (n_ctx={n_ctx}, "
@@ -273,7 +277,9 @@ class Context:
                 self._chain_fresh[slot] = True
             return
         chain = self._new_chain(s)
-        self._on_backend[slot] = bool(L.llama_set_sampler(self.ptr, slot, chain))
+        # An embeddings context outputs every token; backend samplers take one output per
+        # sequence, so there the chain samples on the CPU (verifiers only read, never sample).
+        self._on_backend[slot] = not self.embeddings and bool(L.llama_set_sampler(self.ptr, slot, chain))
         old = self._chains[slot]
         self._chains[slot] = chain
         self._chain_sampling[slot] = s
@@ -345,6 +351,18 @@ class Context:
             if not ptr:
                 raise EngineError("no logits for this batch position")
             out[i] = np.ctypeslib.as_array(ptr, shape=(self.model.n_vocab,))
+        return out
+
+    def output_embeddings(self, n: int) -> np.ndarray:
+        """Final hidden states of the last decode's n outputs, as an (n, n_embd) copy."""
+        if not self.embeddings:
+            raise EngineError("this context was not created with embeddings=True")
+        out = np.empty((n, self.model.n_embd), np.float32)
+        for i in range(n):
+            ptr = _lib.llama_get_embeddings_ith(self.ptr, i)
+            if not ptr:
+                raise EngineError("no hidden state for this batch position")
+            out[i] = np.ctypeslib.as_array(ptr, shape=(self.model.n_embd,))
         return out
 
     def _rows(self, getter, n: int) -> np.ndarray | None:

@@ -4,17 +4,28 @@ from __future__ import annotations
 
 from .base import StepToScore, Verifier
 from .confidence import ConfidenceVerifier
+from .head import HEAD_FORMATS, ClassificationHeadPRM, ValueHeadPRM, load_head
 from .token_logit import JudgeVerifier, MathShepherdPRM, RLHFlowPRM, TokenLogitVerifier
 
 TOKEN_LOGIT_FORMATS = {"math_shepherd": MathShepherdPRM, "rlhflow": RLHFlowPRM}
 
-__all__ = ["ConfidenceVerifier", "JudgeVerifier", "MathShepherdPRM", "RLHFlowPRM", "StepToScore",
+__all__ = ["ClassificationHeadPRM", "HEAD_FORMATS", "ValueHeadPRM", "load_head", "ConfidenceVerifier", "JudgeVerifier", "MathShepherdPRM", "RLHFlowPRM", "StepToScore",
            "TOKEN_LOGIT_FORMATS", "TokenLogitVerifier", "Verifier", "verifier_from_format"]
 
 
-def verifier_from_format(prm: dict, engine, name: str) -> Verifier:
-    """A verifier for a models.yaml `prm:` block, e.g. {format: math_shepherd, step_tag: "ки"}."""
+def verifier_from_format(prm: dict, engine, name: str, head_dir=None) -> Verifier:
+    """A verifier for a models.yaml `prm:` block, e.g. {format: math_shepherd, step_tag: "ки"}.
+    Head formats read `head_file` from head_dir (the GGUF's folder)."""
     fmt = prm.get("format")
+    if fmt in HEAD_FORMATS:
+        from pathlib import Path
+        head_file = prm.get("head_file")
+        if not head_file:
+            raise ValueError(f"{name}: a {fmt} PRM needs head_file in models.yaml")
+        head = load_head(Path(head_dir or ".") / head_file, fmt)
+        if fmt == "classification_head":
+            return ClassificationHeadPRM(engine, head, name=name, step_token=prm.get("step_token", "<extra_0>"))
+        return ValueHeadPRM(engine, head, name=name)
     if fmt == "math_shepherd":
         return MathShepherdPRM(engine, step_tag=prm.get("step_tag", "ки"), good=prm.get("good_token", "+"),
                                bad=prm.get("bad_token", "-"), name=name)
@@ -22,4 +33,5 @@ def verifier_from_format(prm: dict, engine, name: str) -> Verifier:
         return RLHFlowPRM(engine, good=prm.get("good_token", "+"), bad=prm.get("bad_token", "-"), name=name)
     if fmt == "judge":
         return JudgeVerifier(engine, name=name)
-    raise ValueError(f"unknown PRM format {fmt!r} (known: math_shepherd, rlhflow, judge)")
+    raise ValueError(f"unknown PRM format {fmt!r} (known: math_shepherd, rlhflow, judge, value_head, "
+                     "classification_head)")

@@ -23,9 +23,9 @@ from .base import StepToScore, Verifier
 GREEDY = Sampling(temperature=0.0)
 
 
-class TokenLogitVerifier(Verifier):
-    good: str = "+"
-    bad: str = "-"
+class IncrementalVerifier(Verifier):
+    """Keeps one sequence per scored node; a child's text is its parent's plus a delta. Subclasses
+    say what the text is (prefix, delta, query) and how a score is read at its end (`read`)."""
 
     def __init__(self, engine: Engine, incremental: bool = True):
         self.engine = engine
@@ -33,7 +33,6 @@ class TokenLogitVerifier(Verifier):
         self.seqs: dict[int, Sequence] = {}  # node id -> sequence holding the path up to it
         self.steps: dict[int, list[str]] = {}  # node id -> the path's steps
         self.problem: str | None = None
-        self.good_id, self.bad_id = self.label_tokens()
 
     # --- what subclasses define ----------------------------------------------------------
     def prefix(self, problem: str) -> str:
@@ -48,14 +47,9 @@ class TokenLogitVerifier(Verifier):
         """Text appended in a throwaway fork before reading (empty: read right after the delta)."""
         return ""
 
-    def label_tokens(self) -> tuple[int, int]:
-        return self._last_token(self.good), self._last_token(self.bad)
-
-    def _last_token(self, text: str) -> int:
-        ids = self.engine.tokenize(text)
-        if not ids:
-            raise EngineError(f"{self.engine.model.path}: the tokenizer has no token for {text!r}")
-        return ids[-1]
+    def read(self, seqs: list[Sequence]) -> list[float]:
+        """Scores at the end of each sequence (which then holds its last token)."""
+        raise NotImplementedError
 
     # --- the machinery -------------------------------------------------------------------
     @property
@@ -118,21 +112,19 @@ class TokenLogitVerifier(Verifier):
         return tokens
 
     def _read(self, seqs: list[Sequence]) -> list[float]:
-        ids = [self.good_id, self.bad_id]
         query = self.query()
         if not query:
             # Read where the delta ends. The node's sequence then holds its last token too;
             # children extend it from there.
-            rows = self.engine.next_token_logprobs(seqs, ids)
-        else:
-            rows = []
-            free = max(1, self.engine.free_slots)
-            for i in range(0, len(seqs), free):
-                forks = [self.engine.fork(s, 1, GREEDY)[0] for s in seqs[i:i + free]]
-                self.engine.extend([(f, self.tokens(query, first=False)) for f in forks])
-                rows += self.engine.next_token_logprobs(forks, ids)
-                self.engine.release_all(forks)
-        return [_two_way(g, b) for g, b in rows]
+            return self.read(seqs)
+        scores = []
+        free = max(1, self.engine.free_slots)
+        for i in range(0, len(seqs), free):
+            forks = [self.engine.fork(s, 1, GREEDY)[0] for s in seqs[i:i + free]]
+            self.engine.extend([(f, self.tokens(query, first=False)) for f in forks])
+            scores += self.read(forks)
+            self.engine.release_all(forks)
+        return scores
 
     def score_from_scratch(self, problem: str, steps: list[str]) -> list[float]:
         """The score of every step of one path, each computed in a fresh sequence holding the
@@ -153,6 +145,30 @@ class TokenLogitVerifier(Verifier):
 
     def close(self) -> None:
         self.forget(list(self.seqs))
+
+
+class TokenLogitVerifier(IncrementalVerifier):
+    """Reads P(good) / (P(good) + P(bad)) for the next token."""
+
+    good: str = "+"
+    bad: str = "-"
+
+    def __init__(self, engine: Engine, incremental: bool = True):
+        super().__init__(engine, incremental)
+        self.good_id, self.bad_id = self.label_tokens()
+
+    def label_tokens(self) -> tuple[int, int]:
+        return self._last_token(self.good), self._last_token(self.bad)
+
+    def _last_token(self, text: str) -> int:
+        ids = self.engine.tokenize(text)
+        if not ids:
+            raise EngineError(f"{self.engine.model.path}: the tokenizer has no token for {text!r}")
+        return ids[-1]
+
+    def read(self, seqs: list[Sequence]) -> list[float]:
+        rows = self.engine.next_token_logprobs(seqs, [self.good_id, self.bad_id])
+        return [_two_way(g, b) for g, b in rows]
 
 
 def _two_way(lp_good: float, lp_bad: float) -> float:
