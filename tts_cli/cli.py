@@ -15,6 +15,7 @@ from .datasets import DataError
 from .engine import EngineError
 from .grade import ResultsError
 from .models import SMOLLM2_HINT, smollm2_path
+from .profile import ProfileError
 from .registry import RegistryError
 from .search import ConfigError
 
@@ -34,7 +35,7 @@ class UserError(Exception):
 
 
 # Errors that are the user's to fix: one line on stderr, exit code 2, no traceback.
-USER_ERRORS = (UserError, EngineError, RegistryError, DataError, ConfigError, ResultsError)
+USER_ERRORS = (UserError, EngineError, RegistryError, DataError, ConfigError, ResultsError, ProfileError)
 
 
 def fail(message: str, code: int = 2) -> None:
@@ -112,9 +113,9 @@ def bench(
 
 # --- search settings shared by solve, grade and compare -------------------------------------
 
-STRATEGY_NAMES = ["cot", "majority", "best-of-n", "beam", "dvts"]
+STRATEGY_NAMES = ["cot", "majority", "best-of-n", "beam", "dvts", "auto"]
 SEARCH_KEYS = ("n", "beam_width", "temperature", "top_p", "top_k", "max_steps", "max_step_tokens",
-               "aggregation", "selection", "lookahead", "seed")
+               "aggregation", "selection", "lookahead", "seed", "profile", "probe", "prompt")
 RUN_KEYS = ("strategy", "policy", "prm", "gpu_layers", "threads", "context_per_path", "models_file")
 RUN_DEFAULTS = {"strategy": "beam", "policy": None, "prm": None, "gpu_layers": None, "threads": None,
                 "context_per_path": None, "models_file": None}
@@ -150,6 +151,7 @@ def effective_settings(recipe: Path | None, flags: dict) -> dict:
     from .search import SearchConfig
     settings = {**SearchConfig().as_dict(), **RUN_DEFAULTS}
     settings.pop("system_prompt")
+    settings["profile"] = None
     settings.update(read_recipe(recipe))
     settings.update({k: v for k, v in flags.items() if v is not None})
     if settings["strategy"] not in STRATEGY_NAMES:
@@ -161,6 +163,9 @@ def search_config(settings: dict):
     from .search import SearchConfig
     cfg = SearchConfig(**{k: settings[k] for k in SEARCH_KEYS})
     cfg.validate(settings["strategy"])
+    if settings["strategy"] == "auto" and cfg.profile:
+        from .profile import Profile
+        Profile.load(cfg.profile)  # fail early, with the file's name, on a bad profile
     return cfg
 
 
@@ -183,7 +188,7 @@ class Session:
         else:
             self.policy_path, self.policy_entry = resolve(policy, self.registry)
         self.prm = settings["prm"]
-        if settings["strategy"] in NEEDS_VERIFIER and self.prm is None:
+        if (settings["strategy"] in NEEDS_VERIFIER or settings["strategy"] == "auto") and self.prm is None:
             self.prm = "judge"
         self.prm_path, self.prm_entry = None, None
         if self.prm is not None and self.prm not in ("judge", "confidence"):
@@ -199,11 +204,17 @@ class Session:
             self._model = Model(self.policy_path, n_gpu_layers=self.settings["gpu_layers"])
         policy = open_policy(self._model, config, n_threads=self.settings["threads"], context_per_path=self.context)
         spec = self.prm if self.prm in ("judge", "confidence", None) else str(self.prm_path)
-        needs = self.settings["strategy"] in ("best-of-n", "beam", "dvts")
+        needs = self.settings["strategy"] in ("best-of-n", "beam", "dvts", "auto")
         verifier = open_verifier(spec if needs else None, policy, config, n_gpu_layers=self.settings["gpu_layers"],
                                  n_threads=self.settings["threads"], context_per_path=self.context,
                                  prm_entry=self.prm_entry)
         return policy, verifier
+
+    def saved_profile(self) -> str | None:
+        """The profile `tts calibrate` saved for this policy and verifier, if any."""
+        from .profile import saved_profile_path
+        path = saved_profile_path(str(self.policy_path), self.prm)
+        return str(path) if path.exists() else None
 
     def describe(self) -> dict:
         return {**self.settings, "policy": str(self.policy_path),
@@ -212,6 +223,8 @@ class Session:
 
 def _solve_one(session: Session, strategy: str, problem: str, policy, verifier, config, on_event=None):
     from .solver import run_search
+    if strategy == "auto" and not config.profile:
+        config.profile = session.saved_profile()
     result = run_search(strategy, problem, policy, verifier, config, on_event)
     result.config = {**session.describe(), **result.config}
     return result
@@ -236,6 +249,9 @@ O_GPU = typer.Option(None, "--gpu-layers", help="Layers to offload to the GPU (d
 O_THREADS = typer.Option(None, "--threads", help="CPU threads (default: all cores).")
 O_MODELS_FILE = typer.Option(None, "--models-file", help="Extra model registry YAML (default: ~/.config/tts_cli/models.yaml if present).")
 O_CONTEXT = typer.Option(None, "--context-per-path", help="KV cells per path, prompt included (default 2048).")
+O_PROFILE = typer.Option(None, "--profile", help="auto: a `tts calibrate` profile (default: the one saved for this policy and --prm).")
+O_PROMPT = typer.Option(None, "--prompt", help="chat (the model's template), few-shot (worked examples in plain text; base models), or auto (default).")
+O_PROBE = typer.Option(None, "--probe", help="auto: probe paths that predict the difficulty (default 4; they count in N).")
 
 
 @app.command()
@@ -249,6 +265,7 @@ def solve(
     selection: Optional[str] = O_SEL, lookahead: Optional[int] = O_LOOKAHEAD, seed: Optional[int] = O_SEED,
     gpu_layers: Optional[int] = O_GPU, threads: Optional[int] = O_THREADS,
     models_file: Optional[Path] = O_MODELS_FILE, context_per_path: Optional[int] = O_CONTEXT,
+    profile: Optional[Path] = O_PROFILE, probe: Optional[int] = O_PROBE, prompt: Optional[str] = O_PROMPT,
     as_json: bool = typer.Option(False, "--json", help="Print exactly one JSON object on stdout."),
     no_live: bool = typer.Option(False, "--no-live", help="No live tree (also off when stdout is not a terminal)."),
 ):
@@ -272,7 +289,8 @@ def solve(
         flags = dict(strategy=strategy, policy=policy, prm=prm, n=n, beam_width=beam_width, temperature=temperature,
                      top_p=top_p, max_steps=max_steps, max_step_tokens=max_step_tokens, aggregation=aggregation,
                      selection=selection, lookahead=lookahead, seed=seed, gpu_layers=gpu_layers, threads=threads,
-                     models_file=str(models_file) if models_file else None, context_per_path=context_per_path)
+                     models_file=str(models_file) if models_file else None, context_per_path=context_per_path,
+                     profile=str(profile) if profile else None, probe=probe, prompt=prompt)
         settings = effective_settings(config, flags)
         cfg = search_config(settings)
         session = Session(settings)
@@ -330,6 +348,7 @@ def grade(
     selection: Optional[str] = O_SEL, lookahead: Optional[int] = O_LOOKAHEAD, seed: Optional[int] = O_SEED,
     gpu_layers: Optional[int] = O_GPU, threads: Optional[int] = O_THREADS,
     models_file: Optional[Path] = O_MODELS_FILE, context_per_path: Optional[int] = O_CONTEXT,
+    profile: Optional[Path] = O_PROFILE, probe: Optional[int] = O_PROBE, prompt: Optional[str] = O_PROMPT,
 ):
     """Grade a JSONL problem set; one result line per problem, appended as each finishes.
 
@@ -340,7 +359,8 @@ def grade(
     flags = dict(strategy=strategy, policy=policy, prm=prm, n=n, beam_width=beam_width, temperature=temperature,
                  top_p=top_p, max_steps=max_steps, max_step_tokens=max_step_tokens, aggregation=aggregation,
                  selection=selection, lookahead=lookahead, seed=seed, gpu_layers=gpu_layers, threads=threads,
-                 models_file=str(models_file) if models_file else None, context_per_path=context_per_path)
+                 models_file=str(models_file) if models_file else None, context_per_path=context_per_path,
+                 profile=str(profile) if profile else None, probe=probe, prompt=prompt)
     try:
         settings = effective_settings(config, flags)
         summary = run_grade(data, out, settings, problem_key=problem_key, answer_key=answer_key, limit=limit,
@@ -436,6 +456,7 @@ def compare(
     max_step_tokens: Optional[int] = O_STEP_TOKENS, seed: Optional[int] = O_SEED,
     gpu_layers: Optional[int] = O_GPU, threads: Optional[int] = O_THREADS,
     models_file: Optional[Path] = O_MODELS_FILE, context_per_path: Optional[int] = O_CONTEXT,
+    profile: Optional[Path] = O_PROFILE, probe: Optional[int] = O_PROBE, prompt: Optional[str] = O_PROMPT,
 ):
     """Accuracy against compute for several strategies and budgets; writes a plot.
 
@@ -453,7 +474,8 @@ def compare(
         out.mkdir(parents=True, exist_ok=True)
         base = dict(policy=policy, prm=prm, beam_width=beam_width, temperature=temperature, max_steps=max_steps,
                     max_step_tokens=max_step_tokens, seed=seed, gpu_layers=gpu_layers, threads=threads,
-                    models_file=str(models_file) if models_file else None, context_per_path=context_per_path)
+                    models_file=str(models_file) if models_file else None, context_per_path=context_per_path,
+                    profile=str(profile) if profile else None, probe=probe, prompt=prompt)
         rows = []
         session = None
         for name in names:
@@ -473,7 +495,9 @@ def compare(
                              "seconds": s["seconds"], "results": str(path)})
                 if summary.interrupted:
                     raise typer.Exit(130)
-        (out / "summary.json").write_text(json.dumps({"data": str(data), "rows": rows}, indent=1))
+        from .compare import efficiency_table
+        table5 = efficiency_table(rows)
+        (out / "summary.json").write_text(json.dumps({"data": str(data), "rows": rows, "efficiency": table5}, indent=1))
         plot_accuracy_vs_flops(rows, out / "accuracy_vs_flops.png", title=data.name)
     except USER_ERRORS as e:
         fail(str(e))
@@ -484,7 +508,134 @@ def compare(
         table.add_row(r["strategy"], str(r["n"]), "-" if r["accuracy"] is None else f"{r['accuracy']:.1%}",
                       f"{r['flops_per_problem']:.3g}" if r["flops_per_problem"] else "-", f"{r['seconds']:.1f}")
     console.print(table)
+    if table5:
+        console.print(f"compute-optimal (auto) reaches majority vote's best accuracy ({table5['majority_best_accuracy']:.0%}, "
+                      f"first at N={table5['majority_budget']}) at N={table5['auto_budget']}: "
+                      f"{table5['budget_gain']}x fewer samples, {table5['flops_gain']}x fewer FLOPs"
+                      if table5.get("auto_budget") else
+                      f"auto did not reach majority vote's best accuracy ({table5['majority_best_accuracy']:.0%}) "
+                      "at any budget measured")
     console.print(f"wrote {out / 'summary.json'} and {out / 'accuracy_vs_flops.png'}")
+
+
+@app.command()
+def calibrate(
+    data: Path = typer.Argument(..., help="JSONL problem set with reference answers."),
+    out: Path = typer.Option(..., "--out", "-o", help="Profile YAML to write."),
+    budgets: str = typer.Option("4,16,64", "--budgets", help="Comma-separated budgets N."),
+    samples: int = typer.Option(8, "--samples", min=1, help="Paths sampled per problem to estimate pass@1."),
+    beam_widths: str = typer.Option("2,4", "--beam-widths", help="Beam widths M to try for beam and dvts."),
+    aggregations: str = typer.Option("last,min", "--aggregations", help="Step-score aggregations to try."),
+    easy: float = typer.Option(0.5, "--easy", help="pass@1 at or above this is easy."),
+    medium: float = typer.Option(0.1, "--medium", help="pass@1 at or above this (and below --easy) is medium."),
+    problem_key: Optional[str] = typer.Option(None, "--problem-key"),
+    answer_key: Optional[str] = typer.Option(None, "--answer-key"),
+    limit: Optional[int] = typer.Option(None, "--limit", min=1),
+    config: Optional[Path] = O_CONFIG, policy: Optional[str] = O_POLICY, prm: Optional[str] = O_PRM,
+    temperature: Optional[float] = O_T, max_steps: Optional[int] = O_STEPS,
+    max_step_tokens: Optional[int] = O_STEP_TOKENS, seed: Optional[int] = O_SEED,
+    gpu_layers: Optional[int] = O_GPU, threads: Optional[int] = O_THREADS,
+    models_file: Optional[Path] = O_MODELS_FILE, context_per_path: Optional[int] = O_CONTEXT,
+    prompt: Optional[str] = O_PROMPT,
+):
+    """Measure the compute-optimal setting per difficulty bin and budget; write a profile.
+
+    Every (strategy, budget, beam width, PRM-Vote/Max, aggregation) is graded on every problem,
+    resumably, in OUT's folder (OUT.runs/). `--strategy auto` then uses the profile.
+
+    Example:
+      tts calibrate ../shared/data/gsm8k_test.jsonl --limit 30 --budgets 4,8 --prm confidence --out profile.yaml
+    """
+    from dataclasses import replace
+
+    from .calibrate import Setting, calibrate as run_calibration, candidate_settings
+    from .difficulty import Bins, pass_at_1
+    from .profile import saved_profile_path
+    from .datasets import read_problems
+    try:
+        ns = parse_int_list(budgets, "--budgets")
+        ms = parse_int_list(beam_widths, "--beam-widths")
+        aggs = [a.strip() for a in aggregations.split(",") if a.strip()]
+        try:
+            bins = Bins(easy=easy, medium=medium)
+        except ValueError as e:
+            raise UserError(str(e))
+        base = dict(policy=policy, prm=prm, temperature=temperature, max_steps=max_steps,
+                    max_step_tokens=max_step_tokens, seed=seed, gpu_layers=gpu_layers, threads=threads,
+                    models_file=str(models_file) if models_file else None, context_per_path=context_per_path,
+                    prompt=prompt)
+        settings = effective_settings(config, {**base, "strategy": "majority"})
+        for a in aggs:
+            search_config({**settings, "aggregation": a})
+        problems, _ = read_problems(data, problem_key=problem_key, answer_key=answer_key, limit=limit)
+        _check_writable(out)
+        session = Session({**settings, "strategy": "auto"})  # opens the verifier like a PRM strategy
+        has_verifier = session.prm not in (None,)
+        engines: dict = {}
+
+        def engines_for(cfg):
+            key = (cfg.n, cfg.lookahead)
+            if key not in engines:
+                for old in engines.values():
+                    old[0].close()
+                    if old[1] is not None:
+                        old[1].close()
+                engines.clear()
+                engines[key] = session.open(cfg)
+            return engines[key]
+
+        def solve(setting: Setting, problem):
+            cfg = replace(search_config(settings), **{k: v for k, v in setting.overrides().items() if k != "strategy"})
+            cfg.validate(setting.strategy)
+            engine, verifier = engines_for(cfg)
+            return _solve_one(session, setting.strategy, problem.problem, engine, verifier, cfg)
+
+        def estimate(problem):
+            cfg = replace(search_config(settings), n=samples)
+            engine, _ = engines_for(cfg)
+            result = _solve_one(session, "majority", problem.problem, engine, None, cfg)
+            return pass_at_1(result.candidates, problem.answer)
+
+        def plan(budget):
+            return candidate_settings(budget, has_verifier=has_verifier, beam_widths=ms, aggregations=aggs)
+
+        workdir = out.parent / (out.name + ".runs")
+        import time as _time
+        t0 = _time.perf_counter()
+        with console.status("calibrating...") as status:
+            profile = run_calibration(
+                problems, ns, workdir, estimate=estimate, solve=solve, has_verifier=has_verifier, bins=bins,
+                policy={"name": session.policy_path.stem, "file": str(session.policy_path),
+                        "params": session._model.n_params if session._model else None},
+                prm=session.prm, settings_for=plan,
+                on_setting=lambda s, i, k: status.update(f"calibrating: {s.key} ({i + 1}/{k})"))
+        profile.meta["seconds"] = round(_time.perf_counter() - t0, 1)
+        if session._model is not None:
+            profile.policy["params"] = session._model.n_params
+        profile.meta["samples"] = samples
+        profile.save(out)
+        saved = saved_profile_path(str(session.policy_path), session.prm)
+        saved.parent.mkdir(parents=True, exist_ok=True)
+        profile.save(saved)
+    except KeyboardInterrupt:
+        err_console.print(f"interrupted: finished runs are kept in {out.parent / (out.name + '.runs')}; rerun to resume")
+        raise typer.Exit(130)
+    except USER_ERRORS as e:
+        fail(str(e))
+    table = Table(title=f"compute-optimal settings: {session.policy_path.name}, verifier {session.prm}")
+    for col in ("difficulty", "budget", "setting", "accuracy", "FLOPs / problem", "problems"):
+        table.add_column(col, justify="right")
+    for c in profile.choices:
+        table.add_row(c.bin, str(c.budget), c.describe(), f"{c.accuracy:.0%}", f"{c.flops:.3g}", str(c.problems))
+    console.print(table)
+    frontier = Table(title="accuracy-vs-FLOPs frontier")
+    for col in ("setting", "accuracy", "FLOPs / problem"):
+        frontier.add_column(col, justify="right")
+    for p in profile.frontier:
+        frontier.add_row(p["setting"], f"{p['accuracy']:.0%}", f"{p['flops']:.3g}")
+    console.print(frontier)
+    console.print(f"wrote {out} (and {saved}); problems per bin: {profile.meta['problems_per_bin']}; "
+                  f"{profile.meta['seconds']} s")
 
 
 models_app = typer.Typer(help="The model registry: list, info, pull.", no_args_is_help=True)

@@ -29,3 +29,25 @@ def plot_accuracy_vs_flops(rows: list[dict], path: Path, title: str = "") -> Non
     fig.tight_layout()
     fig.savefig(path)
     plt.close(fig)
+
+
+def efficiency_table(rows: list[dict]) -> dict | None:
+    """The paper's Table 5 comparison: the smallest budget at which compute-optimal TTS (auto)
+    reaches majority vote's best accuracy, against the budget majority needed for it."""
+    maj = sorted((r for r in rows if r["strategy"] == "majority" and r["accuracy"] is not None), key=lambda r: r["n"])
+    auto = sorted((r for r in rows if r["strategy"] == "auto" and r["accuracy"] is not None), key=lambda r: r["n"])
+    if not maj or not auto:
+        return None
+    best = max(r["accuracy"] for r in maj)
+    maj_row = next(r for r in maj if r["accuracy"] >= best)
+    auto_row = next((r for r in auto if r["accuracy"] >= best), None)
+    out = {"majority_best_accuracy": best, "majority_budget": maj_row["n"],
+           "majority_flops": maj_row["flops_per_problem"], "auto_budget": None,
+           "by_budget": {str(r["n"]): {s: next((x["accuracy"] for x in rows if x["strategy"] == s and x["n"] == r["n"]), None)
+                                       for s in ("cot", "majority", "auto")} for r in maj}}
+    if auto_row is not None:
+        out.update(auto_budget=auto_row["n"], auto_flops=auto_row["flops_per_problem"],
+                   budget_gain=round(maj_row["n"] / auto_row["n"], 2),
+                   flops_gain=round(maj_row["flops_per_problem"] / auto_row["flops_per_problem"], 2)
+                   if auto_row["flops_per_problem"] else None)
+    return out

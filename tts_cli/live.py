@@ -89,6 +89,11 @@ def result_panel(result: SearchResult, reference: str | None = None) -> Panel:
         compute.append(f"verifier: {c['verifier'].get('tokens_evaluated', 0)} evaluated")
     compute.append(f"{c['flops']:.3g} FLOPs, {c['seconds']:.1f} s")
     lines.append(Text("; ".join(compute), style="dim"))
+    if result.auto:
+        a = result.auto
+        lines.append(Text(f"auto: predicted {a['difficulty']} (pass@1 ≈ {a['pass_at_1_estimate']:.0%} from "
+                          f"{a['probe_paths']} probe paths) → {a['chosen']} {a['settings']}; {a['reason']}",
+                          style="cyan"))
     for note in result.notes:
         lines.append(Text(note, style="yellow"))
     return Panel(Group(*lines, table), title="result", expand=False)

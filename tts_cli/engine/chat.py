@@ -30,6 +30,22 @@ def render_chat(model: Model, messages: list[dict], *, assistant_prefix: str = "
     return prompt + assistant_prefix
 
 
+# For base models (no chat template): worked examples in the step format the search expects
+# (steps separated by a blank line, the answer in \boxed{}).
+FEW_SHOT = [
+    ("Tom has 3 apples and buys 5 more. How many apples does he have now?",
+     "Tom starts with 3 apples.\n\nHe buys 5 more, so 3 + 5 = 8.\n\nThe answer is \\boxed{8}."),
+    ("What is 12 + 9?", "12 + 9 = 21.\n\nThe answer is \\boxed{21}."),
+    ("A box holds 4 rows of 6 eggs. 5 eggs break. How many eggs are left?",
+     "The box holds 4 * 6 = 24 eggs.\n\n5 break, so 24 - 5 = 19 are left.\n\nThe answer is \\boxed{19}."),
+]
+
+
+def few_shot_prompt(problem: str) -> str:
+    shots = "".join(f"Question: {q}\nAnswer: {a}\n\n\n" for q, a in FEW_SHOT)
+    return f"{shots}Question: {problem.strip()}\nAnswer:"
+
+
 def plain_prompt(messages: list[dict]) -> str:
     """A template-free layout for base models."""
     parts = []

@@ -1,6 +1,7 @@
 """Search strategies: one module each, all plain functions
 `strategy(problem, engine, verifier, config, on_event=None) -> SearchResult`."""
 
+from .auto import auto
 from .beam import beam
 from .best_of_n import best_of_n
 from .cot import cot
@@ -14,8 +15,9 @@ STRATEGIES = {
     "best-of-n": best_of_n,
     "beam": beam,
     "dvts": dvts,
+    "auto": auto,
 }
 NEEDS_VERIFIER = {"best-of-n", "beam", "dvts"}
 
 __all__ = ["STRATEGIES", "NEEDS_VERIFIER", "Candidate", "ConfigError", "Event", "Node", "SearchConfig",
-           "SearchResult", "beam", "best_of_n", "cot", "dvts", "majority"]
+           "SearchResult", "auto", "beam", "best_of_n", "cot", "dvts", "majority"]

@@ -13,7 +13,7 @@ import time
 from dataclasses import dataclass
 
 from ..engine import Sampling, Sequence
-from ..engine.chat import render_chat
+from ..engine.chat import few_shot_prompt, render_chat
 from ..grading import answers_match, extract_answer, has_boxed_answer
 from ..verifiers.base import StepToScore, Verifier
 from .types import Candidate, Event, EventHandler, Node, SearchConfig, SearchResult
@@ -52,6 +52,8 @@ class Run:
         self.tree: list[Node] = [Node(id=0, parent=None, depth=0, step="", state="root")]
         self.finished: list[Node] = []
         self.logprobs: dict[int, list[float]] = {}
+        has_template = getattr(engine.model, "chat_template", None) is not None
+        self.few_shot = config.prompt == "few-shot" or (config.prompt == "auto" and not has_template)
         self._t0 = time.perf_counter()
         self._policy_before = _snapshot(engine)
         self._verifier_before = _snapshot(verifier)
@@ -64,6 +66,8 @@ class Run:
         return Sampling(temperature=0.0 if greedy else c.temperature, top_p=c.top_p, top_k=c.top_k, seed=c.seed)
 
     def prompt(self) -> str:
+        if self.few_shot:
+            return few_shot_prompt(self.problem)  # worked examples in plain text, not instructions
         messages = []
         if self.config.system_prompt:
             messages.append({"role": "system", "content": self.config.system_prompt})
@@ -125,6 +129,8 @@ class Run:
     def finish_reason(self, node: Node, stop_reason: str) -> str | None:
         if stop_reason in ("eos", "context"):
             return stop_reason
+        if self.few_shot and "Question:" in node.step:
+            return "eos"  # the model moves on to a question of its own: its answer is over
         if has_boxed_answer(node.step):
             return "boxed"
         if stop_reason == "length":  # a step that never reached its delimiter: a runaway path

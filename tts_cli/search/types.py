@@ -40,6 +40,11 @@ class SearchConfig:
     lookahead: int = 0  # beam search: greedy steps rolled out before scoring a candidate
     seed: int = 0
     system_prompt: str = SYSTEM_PROMPT
+    # "chat": the model's chat template with the system prompt; "few-shot": worked examples in
+    # plain text (what base models need); "auto": chat when the model has a template.
+    prompt: str = "auto"
+    profile: str | None = None  # auto: a `tts calibrate` profile (YAML path)
+    probe: int = 4  # auto: sampled paths used to predict the difficulty (they count in the budget)
 
     def validate(self, strategy: str) -> None:
         if self.n < 1:
@@ -60,6 +65,10 @@ class SearchConfig:
             raise ConfigError(f"temperature must be >= 0, got {self.temperature}")
         if self.lookahead < 0:
             raise ConfigError(f"lookahead must be >= 0, got {self.lookahead}")
+        if self.prompt not in ("auto", "chat", "few-shot"):
+            raise ConfigError(f"prompt must be auto, chat or few-shot, got {self.prompt!r}")
+        if self.probe < 1:
+            raise ConfigError(f"probe must be >= 1, got {self.probe}")
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -129,6 +138,7 @@ class SearchResult:
     compute: dict
     verifier: str | None = None
     notes: list[str] = field(default_factory=list)
+    auto: dict | None = None  # --strategy auto: what was chosen, for which predicted difficulty, why
 
     def as_dict(self) -> dict:
         return {
@@ -142,4 +152,5 @@ class SearchResult:
             "tree": [n.as_dict() for n in self.tree],
             "compute": self.compute,
             "notes": self.notes,
+            **({"auto": self.auto, "predicted_difficulty": self.auto.get("difficulty")} if self.auto else {}),
         }

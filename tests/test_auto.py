@@ -1,0 +1,147 @@
+"""Compute-optimal TTS on the scripted fake engine: calibrate, profiles, and --strategy auto."""
+
+import pytest
+
+from fake_engine import FakeEngine, ScoreInTextVerifier
+from tts_cli.calibrate import Setting, calibrate, candidate_settings
+from tts_cli.datasets import Problem
+from tts_cli.difficulty import Bins, agreement
+from tts_cli.profile import Choice, Profile, ProfileError
+from tts_cli.search import SearchConfig, SearchResult, auto
+
+
+def fake_result(answer, flops):
+    return SearchResult(problem="p", strategy="x", config={}, answer=answer, candidates=[], tree=[], votes={},
+                        compute={"flops": flops, "seconds": 0.0, "policy": {}})
+
+
+def test_calibrate_picks_the_scripted_optimum_in_each_bin(tmp_path):
+    problems = [Problem(id=f"{kind}{i}", problem=f"{kind} {i}", answer="1", line=i + (0 if kind == "easy" else 10))
+                for kind in ("easy", "hard") for i in range(4)]
+    pass1 = {"easy": 0.8, "hard": 0.0}
+    # Scripted accuracies: on easy problems majority vote is always right (and cheapest);
+    # on hard ones only beam search with M=4 is, and PRM-Max Best-of-N half the time.
+    def solve(setting: Setting, problem: Problem):
+        kind = problem.problem.split()[0]
+        idx = int(problem.problem.split()[1])
+        flops = {"majority": 1.0, "best-of-n": 2.0, "beam": 3.0, "dvts": 3.0}[setting.strategy] * setting.n
+        if kind == "easy":
+            right = setting.strategy in ("majority", "best-of-n")
+        else:
+            right = (setting.strategy == "beam" and setting.beam_width == 4) or \
+                    (setting.strategy == "best-of-n" and setting.selection == "max" and idx % 2 == 0)
+        return fake_result("1" if right else "2", flops)
+
+    profile = calibrate(problems, [4, 8], tmp_path / "runs", estimate=lambda p: pass1[p.problem.split()[0]],
+                        solve=solve, has_verifier=True, policy={"name": "fake", "file": "fake.gguf"}, prm="scripted")
+    for budget in (4, 8):
+        easy = profile.lookup("easy", budget)
+        assert (easy.strategy, easy.accuracy) == ("majority", 1.0)  # ties with best-of-n, fewer FLOPs
+        hard = profile.lookup("hard", budget)
+        assert (hard.strategy, hard.beam_width, hard.accuracy) == ("beam", 4, 1.0)
+    assert profile.lookup("medium", 4) is None
+    assert profile.meta["problems_per_bin"] == {"easy": 4, "medium": 0, "hard": 4}
+    assert {p["setting"] for p in profile.frontier} >= {"majority_n4"}
+    # resumable: a second run reads every result back instead of solving again
+    again = calibrate(problems, [4, 8], tmp_path / "runs", estimate=lambda p: 1 / 0, solve=lambda s, p: 1 / 0,
+                      has_verifier=True, policy={"file": "fake.gguf"}, prm="scripted")
+    assert [c.strategy for c in again.choices] == [c.strategy for c in profile.choices]
+
+
+def test_candidate_settings_cover_the_hyper_parameters():
+    keys = {s.key for s in candidate_settings(8, has_verifier=True)}
+    assert {"majority_n8", "best-of-n_n8_vote_last", "best-of-n_n8_max_min", "beam_n8_m2_vote_last",
+            "beam_n8_m4_vote_min", "dvts_n8_m4_vote_last"} <= keys
+    assert {s.key for s in candidate_settings(8, has_verifier=False)} == {"majority_n8"}
+    assert not any(s.beam_width == 4 for s in candidate_settings(2, has_verifier=True))
+
+
+def make_profile(tmp_path, policy_file="fake.gguf", prm="scripted"):
+    profile = Profile(policy={"name": "fake", "file": policy_file}, prm=prm, bins=Bins(),
+                      choices=[Choice(bin="easy", budget=8, strategy="majority", accuracy=1.0, flops=8.0, problems=3),
+                               Choice(bin="hard", budget=8, strategy="beam", accuracy=0.5, flops=30.0, problems=3,
+                                      beam_width=2, selection="vote", aggregation="last")])
+    path = tmp_path / "profile.yaml"
+    profile.save(path)
+    return path
+
+
+def test_profile_round_trips(tmp_path):
+    path = make_profile(tmp_path)
+    loaded = Profile.load(path)
+    assert loaded.choices == Profile.load(path).choices
+    assert loaded.lookup("hard", 8).settings() == {"strategy": "beam", "n": 8, "beam_width": 2,
+                                                   "selection": "vote", "aggregation": "last"}
+    assert loaded.lookup("easy", 32).budget == 8  # the largest measured budget below
+    assert loaded.bins == Bins()
+
+
+@pytest.mark.parametrize("text,expected", [
+    (None, "does not exist"),
+    ("tts_profile: 1\nchoices: [\n", ":3: not valid YAML"),
+    ("just: a mapping\n", "not a tts profile"),
+    ("tts_profile: 1\nchoices:\n  - {bin: tepid, budget: 4, strategy: beam, accuracy: 1, flops: 1, problems: 1}\n",
+     "unknown bin"),
+    ("tts_profile: 1\nchoices: []\n", "no choices"),
+])
+def test_bad_profiles_give_clear_errors(tmp_path, text, expected):
+    path = tmp_path / "p.yaml"
+    if text is not None:
+        path.write_text(text)
+    with pytest.raises(ProfileError, match=expected) as info:
+        Profile.load(path)
+    assert str(path) in str(info.value)
+
+
+def easy_script(steps, branch):
+    return "The answer is \\boxed{7} |0.9", "eos"  # every probe path agrees: easy
+
+
+def hard_script(steps, branch):
+    return ("I am not sure.\n\n" if len(steps) < 2 else "No idea, sorry."), ("stop" if len(steps) < 2 else "eos")
+
+
+@pytest.mark.parametrize("script,difficulty,chosen", [(easy_script, "easy", "majority"), (hard_script, "hard", "beam")])
+def test_auto_sends_easy_and_hard_problems_where_the_profile_says(tmp_path, script, difficulty, chosen):
+    engine = FakeEngine(script)
+    engine.model.path = "fake.gguf"
+    cfg = SearchConfig(n=8, probe=2, profile=str(make_profile(tmp_path)))
+    result = auto("p", engine, ScoreInTextVerifier(), cfg)
+    assert result.strategy == "auto"
+    assert result.auto["difficulty"] == difficulty and result.auto["chosen"] == chosen
+    assert "profile" in result.auto["reason"]
+    d = result.as_dict()
+    assert d["predicted_difficulty"] == difficulty and d["auto"]["chosen"] == chosen
+    # the probe's 2 paths are candidates too, and the second stage used the other 6 of N=8
+    assert len(result.candidates) >= 2 + (6 if chosen == "majority" else 1)
+    assert result.auto["settings"]["n"] == 6
+    if difficulty == "easy":
+        assert result.answer == "7"
+    assert engine.live == set()
+
+
+def test_auto_without_profile_falls_back_to_the_papers_findings_and_says_so(tmp_path):
+    engine = FakeEngine(hard_script)
+    result = auto("p", engine, ScoreInTextVerifier(), SearchConfig(n=8, probe=2))
+    assert result.auto["chosen"] == "beam" and "paper" in result.auto["reason"]
+    assert any("no profile" in n for n in result.notes)
+
+
+def test_profile_for_other_models_warns_and_falls_back(tmp_path):
+    engine = FakeEngine(easy_script)
+    engine.model.path = "other.gguf"
+    cfg = SearchConfig(n=8, probe=2, profile=str(make_profile(tmp_path)))
+    result = auto("p", engine, ScoreInTextVerifier(), cfg)
+    assert any("was made for fake.gguf" in n for n in result.notes)
+    assert "paper" in result.auto["reason"]
+
+
+def test_agreement_estimates_pass_at_1():
+    from tts_cli.search.types import Candidate
+
+    def c(a):
+        return Candidate(node_id=0, steps=[], step_scores=[], score=None, answer=a, answer_method="boxed",
+                         finish_reason="eos")
+    assert agreement([c("1"), c("1.0"), c("2"), c(None)]) == 0.5
+    assert agreement([c(None), c(None)]) == 0.0
+    assert Bins().of(0.5) == "easy" and Bins().of(0.1) == "medium" and Bins().of(0.09) == "hard"

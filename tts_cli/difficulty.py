@@ -1,0 +1,64 @@
+"""Problem difficulty as the paper defines it: the policy's pass@1, binned.
+
+Offline (with a reference answer): sample K paths and count the correct ones. Online (no
+reference): the agreement among a few probe paths, which tracks pass@1 for the easy and the
+hard ends (many paths agreeing usually means the policy knows the answer).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from .grading import answers_match
+
+if TYPE_CHECKING:  # no runtime import: search.auto imports this module
+    from .search.types import Candidate
+
+DEFAULT_BINS = {"easy": 0.5, "medium": 0.1}  # easy >= 50%, medium 10-50%, hard < 10%
+BIN_NAMES = ("easy", "medium", "hard")
+
+
+@dataclass(frozen=True)
+class Bins:
+    easy: float = DEFAULT_BINS["easy"]
+    medium: float = DEFAULT_BINS["medium"]
+
+    def __post_init__(self):
+        if not 0.0 <= self.medium <= self.easy <= 1.0:
+            raise ValueError(f"difficulty bins must satisfy 0 <= medium ({self.medium}) <= easy ({self.easy}) <= 1")
+
+    def of(self, pass_at_1: float) -> str:
+        if pass_at_1 >= self.easy:
+            return "easy"
+        if pass_at_1 >= self.medium:
+            return "medium"
+        return "hard"
+
+    def as_dict(self) -> dict:
+        return {"easy": self.easy, "medium": self.medium}
+
+
+def pass_at_1(candidates: list[Candidate], reference: str) -> float:
+    """Fraction of sampled paths whose answer matches the reference."""
+    if not candidates:
+        return 0.0
+    return sum(answers_match(c.answer, reference) for c in candidates) / len(candidates)
+
+
+def agreement(candidates: list[Candidate]) -> float:
+    """Online estimate of pass@1: the share of paths in the largest group of equal answers
+    (0 when no path has an answer)."""
+    if not candidates:
+        return 0.0
+    groups: list[tuple[str, int]] = []
+    for c in candidates:
+        if c.answer is None:
+            continue
+        for i, (k, n) in enumerate(groups):
+            if answers_match(c.answer, k):
+                groups[i] = (k, n + 1)
+                break
+        else:
+            groups.append((c.answer, 1))
+    return max((n for _, n in groups), default=0) / len(candidates)

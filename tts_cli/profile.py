@@ -1,0 +1,141 @@
+"""Compute-optimal profiles: for each (difficulty bin, budget), the search setting that was
+measured best for one policy and verifier. Written by `tts calibrate`, read by `--strategy auto`.
+"""
+
+from __future__ import annotations
+
+import datetime
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import yaml
+
+from .difficulty import BIN_NAMES, Bins
+
+PROFILE_VERSION = 1
+
+
+class ProfileError(Exception):
+    """A missing or malformed profile; the message names the file (and line)."""
+
+
+@dataclass
+class Choice:
+    bin: str
+    budget: int
+    strategy: str
+    accuracy: float
+    flops: float  # mean per problem
+    problems: int
+    beam_width: int | None = None
+    selection: str | None = None
+    aggregation: str | None = None
+
+    def settings(self) -> dict:
+        """Search options that reproduce this choice."""
+        out = {"strategy": self.strategy, "n": self.budget}
+        for k in ("beam_width", "selection", "aggregation"):
+            if getattr(self, k) is not None:
+                out[k] = getattr(self, k)
+        return out
+
+    def describe(self) -> str:
+        extra = ", ".join(f"{k}={v}" for k, v in self.settings().items() if k not in ("strategy", "n"))
+        return f"{self.strategy} N={self.budget}" + (f" ({extra})" if extra else "")
+
+
+@dataclass
+class Profile:
+    policy: dict  # name, file, params
+    prm: str | None
+    bins: Bins
+    choices: list[Choice]
+    frontier: list[dict] = field(default_factory=list)
+    meta: dict = field(default_factory=dict)
+
+    def lookup(self, bin_name: str, budget: int) -> Choice | None:
+        """The choice for this bin at this budget; else at the largest measured budget below it;
+        else the smallest measured one."""
+        mine = [c for c in self.choices if c.bin == bin_name]
+        if not mine:
+            return None
+        exact = [c for c in mine if c.budget == budget]
+        if exact:
+            return exact[0]
+        below = [c for c in mine if c.budget < budget]
+        return max(below, key=lambda c: c.budget) if below else min(mine, key=lambda c: c.budget)
+
+    def made_for(self, policy_file: str, prm: str | None) -> bool:
+        return Path(self.policy.get("file", "")).name == Path(policy_file).name and (self.prm or None) == (prm or None)
+
+    def save(self, path: str | Path) -> None:
+        data = {
+            "tts_profile": PROFILE_VERSION,
+            "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+            "policy": self.policy,
+            "prm": self.prm,
+            "bins": self.bins.as_dict(),
+            "choices": [asdict(c) for c in self.choices],
+            "frontier": self.frontier,
+            "meta": self.meta,
+        }
+        Path(path).write_text(yaml.safe_dump(data, sort_keys=False, allow_unicode=True))
+
+    @classmethod
+    def load(cls, path: str | Path) -> "Profile":
+        path = Path(path)
+        try:
+            data = yaml.safe_load(path.read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            raise ProfileError(f"{path}: profile does not exist (make one with `tts calibrate`)")
+        except (OSError, UnicodeDecodeError) as e:
+            raise ProfileError(f"{path}: cannot read the profile ({e})")
+        except yaml.YAMLError as e:
+            mark = getattr(e, "problem_mark", None)
+            raise ProfileError(f"{path}:{mark.line + 1 if mark else '?'}: not valid YAML ({getattr(e, 'problem', e)})")
+        if not isinstance(data, dict) or data.get("tts_profile") != PROFILE_VERSION:
+            raise ProfileError(f"{path}: not a tts profile (expected 'tts_profile: {PROFILE_VERSION}' at the top)")
+        try:
+            bins = Bins(**data.get("bins", {}))
+            choices = []
+            for i, c in enumerate(data.get("choices") or []):
+                if not isinstance(c, dict):
+                    raise ValueError(f"choice {i + 1} is not a mapping")
+                choice = Choice(**c)
+                if choice.bin not in BIN_NAMES:
+                    raise ValueError(f"choice {i + 1}: unknown bin {choice.bin!r}")
+                if not isinstance(choice.budget, int) or choice.budget < 1:
+                    raise ValueError(f"choice {i + 1}: budget must be a positive integer")
+                choices.append(choice)
+        except (TypeError, ValueError) as e:
+            raise ProfileError(f"{path}: malformed profile: {e}")
+        if not choices:
+            raise ProfileError(f"{path}: the profile has no choices")
+        return cls(policy=data.get("policy") or {}, prm=data.get("prm"), bins=bins, choices=choices,
+                   frontier=data.get("frontier") or [], meta=data.get("meta") or {})
+
+
+def default_choice(bin_name: str, budget: int, policy_params: float, has_verifier: bool) -> tuple[dict, str]:
+    """The paper's findings when no calibration exists (tts-notes.md): small policies (< 7B):
+    search (beam) beats Best-of-N; large ones: Best-of-N beats search; DVTS wins at large budgets
+    on easy and medium problems for mid-size policies; beam search on the hardest problems."""
+    if not has_verifier:
+        return {"strategy": "majority", "n": budget}, "no verifier: majority vote"
+    m = 4 if budget % 4 == 0 and budget >= 8 else (2 if budget % 2 == 0 and budget >= 4 else 1)
+    if policy_params < 7e9:
+        return ({"strategy": "beam", "n": budget, "beam_width": m},
+                "paper's finding for policies under 7B: beam search beats Best-of-N")
+    if bin_name == "hard":
+        return {"strategy": "beam", "n": budget, "beam_width": m}, "paper's finding: beam search on the hardest problems"
+    if policy_params < 32e9 and budget >= 64:
+        return ({"strategy": "dvts", "n": budget, "beam_width": m},
+                "paper's finding: DVTS at large budgets on easy/medium problems for mid-size policies")
+    return {"strategy": "best-of-n", "n": budget}, "paper's finding: Best-of-N for large policies"
+
+
+def saved_profile_path(policy_file: str, prm: str | None) -> Path:
+    """Where `tts calibrate` keeps a copy for `--strategy auto` to find without --profile."""
+    import os
+    base = os.environ.get("XDG_CONFIG_HOME") or os.path.join(os.path.expanduser("~"), ".config")
+    name = f"{Path(policy_file).stem}__{Path(str(prm)).stem if prm else 'none'}.yaml"
+    return Path(base) / "tts_cli" / "profiles" / name

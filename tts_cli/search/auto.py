@@ -1,0 +1,113 @@
+"""Compute-optimal test-time scaling: pick the strategy from the problem's predicted difficulty.
+
+1. Probe: sample a few paths (scored by the verifier when there is one). Their agreement is the
+   online estimate of the policy's pass@1, binned easy / medium / hard.
+2. Look the bin and the budget up in a `tts calibrate` profile (or, without one, fall back to the
+   paper's findings for the policy's size) and run the chosen setting with the rest of the budget.
+3. The probe's paths stay candidates: the final answer is chosen over both stages, and the
+   probe's compute is counted.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+from ..difficulty import Bins, agreement
+from ..profile import Profile, default_choice
+from .best_of_n import best_of_n
+from .common import choose_answer, group_answers
+from .majority import majority
+from .types import Candidate, SearchConfig, SearchResult
+
+
+def auto(problem: str, engine, verifier, config: SearchConfig, on_event=None) -> SearchResult:
+    from . import STRATEGIES
+
+    config.validate("auto")
+    notes = []
+    profile = Profile.load(config.profile) if config.profile else None
+    policy_file = str(getattr(engine.model, "path", ""))
+    verifier_name = getattr(verifier, "name", None)
+    if profile is not None and not profile.made_for(policy_file, verifier_name):
+        notes.append(f"profile {config.profile} was made for {profile.policy.get('file')} with "
+                     f"{profile.prm or 'no verifier'}, not this policy/verifier: using the paper's defaults")
+        profile = None
+
+    probe_n = min(config.probe, config.n)
+    probe_cfg = replace(config, n=probe_n, profile=None)
+    probe = (best_of_n if verifier is not None else majority)(problem, engine, verifier, probe_cfg, on_event)
+    estimate = agreement(probe.candidates)
+    bins = profile.bins if profile else Bins()
+    difficulty = bins.of(estimate)
+
+    choice = profile.lookup(difficulty, config.n) if profile else None
+    if choice is not None:
+        settings, reason = choice.settings(), (f"profile: best measured for {difficulty} problems at N={choice.budget} "
+                                               f"({choice.accuracy:.0%} accuracy)")
+    else:
+        if profile is None and not config.profile:
+            notes.append("no profile given: using the paper's findings by policy size")
+        params = getattr(engine.model, "n_params", 1e9)
+        settings, reason = default_choice(difficulty, config.n, params, verifier is not None)
+
+    strategy = settings["strategy"]
+    rest_cfg = replace(config, profile=None, **{k: v for k, v in settings.items() if k not in ("strategy", "n")})
+    rest = config.n - probe_n
+    if strategy in ("beam", "dvts"):
+        rest -= rest % rest_cfg.beam_width
+    second = None
+    if rest >= 1 and not (strategy in ("beam", "dvts") and rest < rest_cfg.beam_width):
+        if strategy in ("best-of-n", "beam", "dvts") and verifier is None:
+            strategy = "majority"
+        second = STRATEGIES[strategy](problem, engine, verifier, replace(rest_cfg, n=rest), on_event)
+    else:
+        notes.append(f"the probe used the whole budget (N={config.n}): no second stage")
+
+    result = merge(probe, second, select=_selection(strategy, rest_cfg, verifier))
+    result.strategy = "auto"
+    result.config = {**config.as_dict(), "chosen": settings}
+    result.notes = notes + result.notes
+    result.auto = {"chosen": strategy, "settings": {**settings, "n": rest if second else 0},
+                   "difficulty": difficulty, "pass_at_1_estimate": round(estimate, 3), "probe_paths": probe_n,
+                   "reason": reason, "profile": config.profile if profile else None}
+    return result
+
+
+def _selection(strategy: str, cfg: SearchConfig, verifier) -> str:
+    if strategy in ("majority", "cot") or verifier is None:
+        return "majority"
+    return cfg.selection
+
+
+def merge(first: SearchResult, second: SearchResult | None, select: str) -> SearchResult:
+    """One result from two stages: trees joined at the root, candidates pooled, compute summed."""
+    if second is None:
+        first.answer = choose_answer(first.candidates, first.votes, select)
+        return first
+    offset = len(first.tree) - 1
+    tree = list(first.tree)
+    for node in second.tree[1:]:
+        tree.append(replace(node, id=node.id + offset, parent=0 if node.parent == 0 else node.parent + offset))
+    candidates = first.candidates + [replace(c, node_id=c.node_id + offset) for c in second.candidates]
+    votes = group_answers(candidates)
+    compute = _sum_compute(first.compute, second.compute)
+    return SearchResult(problem=first.problem, strategy=second.strategy, config=second.config,
+                        answer=choose_answer(candidates, votes, select), candidates=candidates, tree=tree,
+                        votes=votes, compute=compute, verifier=first.verifier or second.verifier,
+                        notes=first.notes + [n for n in second.notes if n not in first.notes])
+
+
+def _sum_compute(a: dict, b: dict) -> dict:
+    out: dict = {}
+    for key in set(a) | set(b):
+        x, y = a.get(key), b.get(key)
+        if isinstance(x, dict) or isinstance(y, dict):
+            out[key] = _sum_compute(x or {}, y or {})
+        elif key == "n_params":
+            out[key] = x if x is not None else y
+        else:
+            out[key] = (x or 0) + (y or 0)
+    return out
+
+
+__all__ = ["auto", "merge", "Candidate"]
