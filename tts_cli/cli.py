@@ -125,16 +125,8 @@ def read_recipe(path: Path | None) -> dict:
     """A YAML mapping of option names (as on the command line, dashes or underscores)."""
     if path is None:
         return {}
-    import yaml
-    try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise UserError(f"{path}: recipe file does not exist")
-    except (OSError, UnicodeDecodeError) as e:
-        raise UserError(f"{path}: cannot read recipe ({e})")
-    except yaml.YAMLError as e:
-        mark = getattr(e, "problem_mark", None)
-        raise UserError(f"{path}:{mark.line + 1 if mark else '?'}: not valid YAML ({getattr(e, 'problem', e)})")
+    from .yamlfile import read_yaml
+    data = read_yaml(path, "recipe file", UserError)
     if not isinstance(data, dict):
         raise UserError(f"{path}: a recipe is a YAML mapping of option: value")
     out = {}
@@ -144,6 +136,12 @@ def read_recipe(path: Path | None) -> dict:
             raise UserError(f"{path}: unknown option {k!r} (known: {', '.join(SEARCH_KEYS + RUN_KEYS)})")
         out[key] = v
     return out
+
+
+def collect_flags(values: dict) -> dict:
+    """The search and run options among a command's parameters (paths as strings)."""
+    return {k: (str(values[k]) if isinstance(values[k], Path) else values[k])
+            for k in SEARCH_KEYS + RUN_KEYS if k in values}
 
 
 def effective_settings(recipe: Path | None, flags: dict) -> dict:
@@ -174,7 +172,6 @@ class Session:
 
     def __init__(self, settings: dict):
         from .registry import load_registry, resolve
-        from .search import NEEDS_VERIFIER
         from .solver import DEFAULT_CONTEXT_PER_PATH
 
         self.settings = settings
@@ -187,9 +184,8 @@ class Session:
             self.policy_path, self.policy_entry = path, self.registry.get("smollm2-135m-instruct")
         else:
             self.policy_path, self.policy_entry = resolve(policy, self.registry)
-        self.prm = settings["prm"]
-        if (settings["strategy"] in NEEDS_VERIFIER or settings["strategy"] == "auto") and self.prm is None:
-            self.prm = "judge"
+        # The verifier: --prm, else the policy as judge (used only by strategies that score steps).
+        self.prm = settings["prm"] or "judge"
         self.prm_path, self.prm_entry = None, None
         if self.prm is not None and self.prm not in ("judge", "confidence"):
             self.prm_path, self.prm_entry = resolve(self.prm, self.registry)
@@ -203,29 +199,39 @@ class Session:
         if self._model is None:
             self._model = Model(self.policy_path, n_gpu_layers=self.settings["gpu_layers"])
         policy = open_policy(self._model, config, n_threads=self.settings["threads"], context_per_path=self.context)
-        spec = self.prm if self.prm in ("judge", "confidence", None) else str(self.prm_path)
+        spec = self.prm if self.prm in ("judge", "confidence") else str(self.prm_path)
         needs = self.settings["strategy"] in ("best-of-n", "beam", "dvts", "auto")
         verifier = open_verifier(spec if needs else None, policy, config, n_gpu_layers=self.settings["gpu_layers"],
                                  n_threads=self.settings["threads"], context_per_path=self.context,
                                  prm_entry=self.prm_entry)
         return policy, verifier
 
+    def verifier_name(self) -> str:
+        """The name the verifier reports (what profiles are matched against)."""
+        if self.prm in ("judge", "confidence"):
+            return self.prm
+        return (self.prm_entry or {}).get("name") or Path(str(self.prm_path)).stem
+
     def saved_profile(self) -> str | None:
         """The profile `tts calibrate` saved for this policy and verifier, if any."""
         from .profile import saved_profile_path
-        path = saved_profile_path(str(self.policy_path), self.prm)
+        path = saved_profile_path(str(self.policy_path), self.verifier_name())
         return str(path) if path.exists() else None
 
     def describe(self) -> dict:
-        return {**self.settings, "policy": str(self.policy_path),
-                "prm": str(self.prm_path) if self.prm_path else self.prm}
+        needs = self.settings["strategy"] in ("best-of-n", "beam", "dvts", "auto")
+        prm = (str(self.prm_path) if self.prm_path else self.prm) if needs else None
+        return {**self.settings, "policy": str(self.policy_path), "prm": prm}
 
 
 def _solve_one(session: Session, strategy: str, problem: str, policy, verifier, config, on_event=None):
     from .solver import run_search
     if strategy == "auto" and not config.profile:
         config.profile = session.saved_profile()
-    result = run_search(strategy, problem, policy, verifier, config, on_event)
+    try:
+        result = run_search(strategy, problem, policy, verifier, config, on_event)
+    except ValueError as e:  # an impossible combination of options
+        raise UserError(str(e))
     result.config = {**session.describe(), **result.config}
     return result
 
@@ -251,7 +257,7 @@ O_MODELS_FILE = typer.Option(None, "--models-file", help="Extra model registry Y
 O_CONTEXT = typer.Option(None, "--context-per-path", help="KV cells per path, prompt included (default 2048).")
 O_PROFILE = typer.Option(None, "--profile", help="auto: a `tts calibrate` profile (default: the one saved for this policy and --prm).")
 O_PROMPT = typer.Option(None, "--prompt", help="chat (the model's template), few-shot (worked examples in plain text; base models), or auto (default).")
-O_PROBE = typer.Option(None, "--probe", help="auto: probe paths that predict the difficulty (default 4; they count in N).")
+O_PROBE = typer.Option(None, "--probe", help="auto: probe paths that predict the difficulty (default N/4, between 2 and 4; they count in N).")
 
 
 @app.command()
@@ -286,12 +292,7 @@ def solve(
         if len(text) > MAX_PROBLEM_CHARS:
             notes.append(f"problem text of {len(text)} characters cut to {MAX_PROBLEM_CHARS}")
             text = text[:MAX_PROBLEM_CHARS]
-        flags = dict(strategy=strategy, policy=policy, prm=prm, n=n, beam_width=beam_width, temperature=temperature,
-                     top_p=top_p, max_steps=max_steps, max_step_tokens=max_step_tokens, aggregation=aggregation,
-                     selection=selection, lookahead=lookahead, seed=seed, gpu_layers=gpu_layers, threads=threads,
-                     models_file=str(models_file) if models_file else None, context_per_path=context_per_path,
-                     profile=str(profile) if profile else None, probe=probe, prompt=prompt)
-        settings = effective_settings(config, flags)
+        settings = effective_settings(config, collect_flags(locals()))
         cfg = search_config(settings)
         session = Session(settings)
         engine, verifier = session.open(cfg)
@@ -356,11 +357,7 @@ def grade(
       tts grade ../shared/data/gsm8k_test.jsonl --out cot.jsonl --strategy cot --limit 20
       tts grade math500.jsonl --out beam16.jsonl --config recipes/beam-n16.yaml
     """
-    flags = dict(strategy=strategy, policy=policy, prm=prm, n=n, beam_width=beam_width, temperature=temperature,
-                 top_p=top_p, max_steps=max_steps, max_step_tokens=max_step_tokens, aggregation=aggregation,
-                 selection=selection, lookahead=lookahead, seed=seed, gpu_layers=gpu_layers, threads=threads,
-                 models_file=str(models_file) if models_file else None, context_per_path=context_per_path,
-                 profile=str(profile) if profile else None, probe=probe, prompt=prompt)
+    flags = collect_flags(locals())
     try:
         settings = effective_settings(config, flags)
         summary = run_grade(data, out, settings, problem_key=problem_key, answer_key=answer_key, limit=limit,
@@ -397,7 +394,8 @@ def run_grade(data: Path, out: Path, settings: dict, *, problem_key=None, answer
                         TextColumn("acc {task.fields[acc]}"), TimeRemainingColumn(), console=err_console,
                         disable=not show_progress)
     with progress:
-        task = progress.add_task(label or f"{strategy} N={cfg.n}", total=len(problems), acc="-")
+        task = progress.add_task(label or (strategy if strategy == "cot" else f"{strategy} N={cfg.n}"),
+                                 total=len(problems), acc="-")
 
         def on_record(rec):
             if rec.get("correct") is not None and not rec.get("error"):
@@ -472,10 +470,7 @@ def compare(
                 raise UserError(f"--strategies: unknown strategy {s!r} (known: {', '.join(STRATEGY_NAMES)})")
         ns = parse_int_list(budgets, "--budgets")
         out.mkdir(parents=True, exist_ok=True)
-        base = dict(policy=policy, prm=prm, beam_width=beam_width, temperature=temperature, max_steps=max_steps,
-                    max_step_tokens=max_step_tokens, seed=seed, gpu_layers=gpu_layers, threads=threads,
-                    models_file=str(models_file) if models_file else None, context_per_path=context_per_path,
-                    profile=str(profile) if profile else None, probe=probe, prompt=prompt)
+        base = collect_flags(locals())
         rows = []
         session = None
         for name in names:
@@ -560,17 +555,14 @@ def calibrate(
             bins = Bins(easy=easy, medium=medium)
         except ValueError as e:
             raise UserError(str(e))
-        base = dict(policy=policy, prm=prm, temperature=temperature, max_steps=max_steps,
-                    max_step_tokens=max_step_tokens, seed=seed, gpu_layers=gpu_layers, threads=threads,
-                    models_file=str(models_file) if models_file else None, context_per_path=context_per_path,
-                    prompt=prompt)
+        base = collect_flags(locals())
         settings = effective_settings(config, {**base, "strategy": "majority"})
         for a in aggs:
             search_config({**settings, "aggregation": a})
         problems, _ = read_problems(data, problem_key=problem_key, answer_key=answer_key, limit=limit)
         _check_writable(out)
         session = Session({**settings, "strategy": "auto"})  # opens the verifier like a PRM strategy
-        has_verifier = session.prm not in (None,)
+        has_verifier = True
         engines: dict = {}
 
         def engines_for(cfg):
@@ -607,14 +599,14 @@ def calibrate(
                 problems, ns, workdir, estimate=estimate, solve=solve, has_verifier=has_verifier, bins=bins,
                 policy={"name": session.policy_path.stem, "file": str(session.policy_path),
                         "params": session._model.n_params if session._model else None},
-                prm=session.prm, settings_for=plan,
+                prm=session.verifier_name(), settings_for=plan,
                 on_setting=lambda s, i, k: status.update(f"calibrating: {s.key} ({i + 1}/{k})"))
         profile.meta["seconds"] = round(_time.perf_counter() - t0, 1)
         if session._model is not None:
             profile.policy["params"] = session._model.n_params
         profile.meta["samples"] = samples
         profile.save(out)
-        saved = saved_profile_path(str(session.policy_path), session.prm)
+        saved = saved_profile_path(str(session.policy_path), session.verifier_name())
         saved.parent.mkdir(parents=True, exist_ok=True)
         profile.save(saved)
     except KeyboardInterrupt:
@@ -622,7 +614,7 @@ def calibrate(
         raise typer.Exit(130)
     except USER_ERRORS as e:
         fail(str(e))
-    table = Table(title=f"compute-optimal settings: {session.policy_path.name}, verifier {session.prm}")
+    table = Table(title=f"compute-optimal settings: {session.policy_path.name}, verifier {session.verifier_name()}")
     for col in ("difficulty", "budget", "setting", "accuracy", "FLOPs / problem", "problems"):
         table.add_column(col, justify="right")
     for c in profile.choices:

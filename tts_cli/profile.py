@@ -83,16 +83,9 @@ class Profile:
 
     @classmethod
     def load(cls, path: str | Path) -> "Profile":
+        from .yamlfile import read_yaml
         path = Path(path)
-        try:
-            data = yaml.safe_load(path.read_text(encoding="utf-8"))
-        except FileNotFoundError:
-            raise ProfileError(f"{path}: profile does not exist (make one with `tts calibrate`)")
-        except (OSError, UnicodeDecodeError) as e:
-            raise ProfileError(f"{path}: cannot read the profile ({e})")
-        except yaml.YAMLError as e:
-            mark = getattr(e, "problem_mark", None)
-            raise ProfileError(f"{path}:{mark.line + 1 if mark else '?'}: not valid YAML ({getattr(e, 'problem', e)})")
+        data = read_yaml(path, "profile (make one with `tts calibrate`)", ProfileError)
         if not isinstance(data, dict) or data.get("tts_profile") != PROFILE_VERSION:
             raise ProfileError(f"{path}: not a tts profile (expected 'tts_profile: {PROFILE_VERSION}' at the top)")
         try:

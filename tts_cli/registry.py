@@ -11,9 +11,8 @@ import difflib
 import os
 from pathlib import Path
 
-import yaml
-
 from .models import smollm2_path
+from .yamlfile import read_yaml
 
 BUNDLED = Path(__file__).resolve().parent / "models.yaml"
 
@@ -28,14 +27,7 @@ def user_registry_path() -> Path:
 
 
 def _read(path: Path) -> list[dict]:
-    try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise RegistryError(f"{path}: registry file does not exist")
-    except (yaml.YAMLError, UnicodeDecodeError) as e:
-        line = getattr(getattr(e, "problem_mark", None), "line", None)
-        where = f":{line + 1}" if line is not None else ""
-        raise RegistryError(f"{path}{where}: not valid YAML ({getattr(e, 'problem', e)})")
+    data = read_yaml(path, "registry file", RegistryError)
     entries = (data or {}).get("models") if isinstance(data, dict) else None
     if not isinstance(entries, list):
         raise RegistryError(f"{path}: expected a top-level 'models:' list")

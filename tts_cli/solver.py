@@ -52,7 +52,7 @@ def open_verifier(spec: str | None, policy: Engine, config: SearchConfig, *, n_g
     engine = Engine(Path(spec), n_ctx=n_ctx, n_seq_max=slots, kv_unified=True, n_gpu_layers=n_gpu_layers,
                     n_threads=n_threads, embeddings=fmt in HEAD_FORMATS)
     try:
-        return verifier_from_format(prm_entry["prm"], engine, name=prm_entry.get("name", Path(spec).stem),
+        return verifier_from_format(prm_entry["prm"], engine, name=prm_entry.get("name") or Path(spec).stem,
                                     head_dir=Path(spec).parent)
     except ValueError as e:
         engine.close()

@@ -33,7 +33,7 @@ def auto(problem: str, engine, verifier, config: SearchConfig, on_event=None) ->
                      f"{profile.prm or 'no verifier'}, not this policy/verifier: using the paper's defaults")
         profile = None
 
-    probe_n = min(config.probe, config.n)
+    probe_n = min(config.probe or min(4, max(2, config.n // 4)), config.n)
     probe_cfg = replace(config, n=probe_n, profile=None)
     probe = (best_of_n if verifier is not None else majority)(problem, engine, verifier, probe_cfg, on_event)
     estimate = agreement(probe.candidates)

@@ -44,7 +44,7 @@ class SearchConfig:
     # plain text (what base models need); "auto": chat when the model has a template.
     prompt: str = "auto"
     profile: str | None = None  # auto: a `tts calibrate` profile (YAML path)
-    probe: int = 4  # auto: sampled paths used to predict the difficulty (they count in the budget)
+    probe: int | None = None  # auto: paths that predict the difficulty (count in N); default N/4 in [2, 4]
 
     def validate(self, strategy: str) -> None:
         if self.n < 1:
@@ -67,7 +67,7 @@ class SearchConfig:
             raise ConfigError(f"lookahead must be >= 0, got {self.lookahead}")
         if self.prompt not in ("auto", "chat", "few-shot"):
             raise ConfigError(f"prompt must be auto, chat or few-shot, got {self.prompt!r}")
-        if self.probe < 1:
+        if self.probe is not None and self.probe < 1:
             raise ConfigError(f"probe must be >= 1, got {self.probe}")
 
     def as_dict(self) -> dict:
