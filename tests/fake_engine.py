@@ -41,7 +41,7 @@ class FakeEngine:
         self.live.add(seq.id)
         return seq
 
-    def start(self, prompt, sampling=None):
+    def start(self, prompt, sampling=None, cache=False):
         return self._new([], 0)
 
     def fork(self, seq, k, sampling=None):

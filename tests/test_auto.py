@@ -24,7 +24,7 @@ def test_calibrate_picks_the_scripted_optimum_in_each_bin(tmp_path):
     def solve(setting: Setting, problem: Problem):
         kind = problem.problem.split()[0]
         idx = int(problem.problem.split()[1])
-        flops = {"majority": 1.0, "best-of-n": 2.0, "beam": 3.0, "dvts": 3.0}[setting.strategy] * setting.n
+        flops = {"cot": 0.25, "majority": 1.0, "best-of-n": 2.0, "beam": 3.0, "dvts": 3.0}[setting.strategy] * setting.n
         if kind == "easy":
             right = setting.strategy in ("majority", "best-of-n")
         else:
@@ -52,7 +52,7 @@ def test_candidate_settings_cover_the_hyper_parameters():
     keys = {s.key for s in candidate_settings(8, has_verifier=True)}
     assert {"majority_n8", "best-of-n_n8_vote_last", "best-of-n_n8_max_min", "beam_n8_m2_vote_last",
             "beam_n8_m4_vote_min", "dvts_n8_m4_vote_last"} <= keys
-    assert {s.key for s in candidate_settings(8, has_verifier=False)} == {"majority_n8"}
+    assert {s.key for s in candidate_settings(8, has_verifier=False)} == {"cot_n8", "majority_n8"}
     assert not any(s.beam_width == 4 for s in candidate_settings(2, has_verifier=True))
 
 
@@ -142,6 +142,9 @@ def test_agreement_estimates_pass_at_1():
     def c(a):
         return Candidate(node_id=0, steps=[], step_scores=[], score=None, answer=a, answer_method="boxed",
                          finish_reason="eos")
-    assert agreement([c("1"), c("1.0"), c("2"), c(None)]) == 0.5
+    # pairs that agree: ("1", "1.0") of 6 pairs -> sqrt(1/6)
+    assert agreement([c("1"), c("1.0"), c("2"), c(None)]) == pytest.approx((1 / 6) ** 0.5)
+    assert agreement([c("7"), c("7"), c("7")]) == 1.0
+    assert agreement([c("1"), c("2")]) == 0.0  # two different answers say nothing good
     assert agreement([c(None), c(None)]) == 0.0
     assert Bins().of(0.5) == "easy" and Bins().of(0.1) == "medium" and Bins().of(0.09) == "hard"

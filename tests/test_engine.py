@@ -195,3 +195,20 @@ def test_chat_template_and_plain_fallback(smollm2, tiny_model):
     with Engine(tiny_model, n_ctx=512, n_seq_max=1) as engine:
         assert engine.model.chat_template is None
         assert render_chat(engine.model, [{"role": "user", "content": "2+2?"}]) == "Question: 2+2?\nAnswer:"
+
+
+def test_prompt_cache_prefills_a_repeated_prompt_once(tiny_model):
+    with Engine(tiny_model, n_ctx=2048, n_seq_max=4, n_threads=2) as engine:
+        a = engine.start("the answer is 42", GREEDY, cache=True)
+        prefilled = engine.stats.tokens_prefilled
+        first = engine.generate([a], stop=(), max_tokens=8)[0].tokens
+        engine.release(a)
+        b = engine.start("the answer is 42", GREEDY, cache=True)  # forked from the cached copy
+        assert engine.stats.tokens_prefilled == prefilled
+        assert engine.generate([b], stop=(), max_tokens=8)[0].tokens == first
+        engine.release(b)
+        c = engine.start("Yes or No", GREEDY, cache=True)  # another prompt replaces the cache
+        assert engine.stats.tokens_prefilled > prefilled
+        # the cached copy gives its slot way when live sequences need every slot
+        kids = engine.fork(c, 3)
+        assert engine.free_slots == 0 and len(kids) == 3

@@ -46,7 +46,9 @@ class Setting:
 
 def candidate_settings(budget: int, *, has_verifier: bool, beam_widths=(2, 4), selections=("vote", "max"),
                        aggregations=("last", "min")) -> list[Setting]:
-    out = [Setting("majority", budget)]
+    # CoT spends one greedy path of the budget: for a tiny policy on hard problems the cheapest
+    # setting can be the best one, and the profile should be able to say so.
+    out = [Setting("cot", budget), Setting("majority", budget)]
     if not has_verifier:
         return out
     for agg in aggregations:

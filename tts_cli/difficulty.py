@@ -47,18 +47,18 @@ def pass_at_1(candidates: list[Candidate], reference: str) -> float:
 
 
 def agreement(candidates: list[Candidate]) -> float:
-    """Online estimate of pass@1: the share of paths in the largest group of equal answers
-    (0 when no path has an answer)."""
-    if not candidates:
+    """Online estimate of pass@1 from sampled paths without a reference: sqrt of the share of
+    path pairs that reach the same answer. If a fraction p of paths is right and wrong answers
+    scatter, two paths agree with probability about p^2. Unanswered paths agree with nothing."""
+    n = len(candidates)
+    if n == 0:
         return 0.0
-    groups: list[tuple[str, int]] = []
-    for c in candidates:
-        if c.answer is None:
-            continue
-        for i, (k, n) in enumerate(groups):
-            if answers_match(c.answer, k):
-                groups[i] = (k, n + 1)
-                break
-        else:
-            groups.append((c.answer, 1))
-    return max((n for _, n in groups), default=0) / len(candidates)
+    if n == 1:
+        return 1.0 if candidates[0].answer is not None else 0.0
+    pairs = agree = 0
+    for i in range(n):
+        for j in range(i + 1, n):
+            pairs += 1
+            a, b = candidates[i].answer, candidates[j].answer
+            agree += a is not None and b is not None and answers_match(a, b)
+    return (agree / pairs) ** 0.5

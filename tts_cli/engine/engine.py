@@ -135,6 +135,7 @@ class Engine:
         self.prefill_chunk = max(1, min(prefill_chunk, self.ctx.n_batch))
         self.stats = Stats(n_params=self.model.n_params)
         self._free_slots = list(range(n_seq_max - 1, -1, -1))
+        self._prompt_cache: Sequence | None = None
         self._n_started = 0
 
     # --- information ----------------------------------------------------------------------
@@ -144,7 +145,8 @@ class Engine:
 
     @property
     def free_slots(self) -> int:
-        return len(self._free_slots)
+        """Slots a caller can still take (the cached prompt's slot counts as free)."""
+        return len(self._free_slots) + (self._prompt_cache is not None)
 
     def tokenize(self, text: str, *, add_special: bool = False) -> list[int]:
         return self.model.tokenize(text, add_special=add_special, parse_special=True)
@@ -158,14 +160,28 @@ class Engine:
 
     # --- sequence lifecycle ---------------------------------------------------------------
     def _take_slot(self) -> int:
+        if not self._free_slots and self._prompt_cache is not None:
+            self.release(self._prompt_cache)  # the cached prompt gives way to live sequences
+            self._prompt_cache = None
         if not self._free_slots:
             raise EngineError(f"all {self.n_seq_max} sequence slots are in use; release some or "
                               "create the engine with a larger n_seq_max")
         return self._free_slots.pop()
 
-    def start(self, prompt: str | list[int], sampling: Sampling | None = None) -> Sequence:
-        """A new sequence holding `prompt` (text is tokenized with the model's BOS rules)."""
+    def start(self, prompt: str | list[int], sampling: Sampling | None = None, *, cache: bool = False) -> Sequence:
+        """A new sequence holding `prompt` (text is tokenized with the model's BOS rules).
+
+        cache=True keeps a copy of the prompt's KV cells (one slot): the next cache=True start
+        with the same prompt forks it instead of prefilling again (a search that runs in two
+        stages, or several searches on one problem, read the prompt once).
+        """
         tokens = self.tokenize(prompt, add_special=True) if isinstance(prompt, str) else list(prompt)
+        cached = self._prompt_cache
+        if cache and cached is not None and cached.tokens == tokens:
+            if sampling is None:
+                sampling = Sampling(seed=derive_seed(self.seed, 0, self._n_started))
+            self._n_started += 1
+            return self.fork(cached, 1, sampling)[0]
         if not tokens:
             raise EngineError("empty prompt")
         if len(tokens) >= self.ctx.n_ctx_seq:
@@ -178,6 +194,13 @@ class Engine:
         self.ctx.seq_remove(seq.slot)
         self.ctx.set_sampling(seq.slot, sampling)
         self.extend([(seq, tokens)])
+        if cache and seq.ended is None:
+            if cached is not None:
+                self.release(cached)
+                self._prompt_cache = None
+            if self._free_slots:
+                self._prompt_cache = self.fork(seq, 1, sampling)[0]
+                seq.n_forks -= 1  # the cache copy must not shift the seeds of seq's children
         return seq
 
     def fork(self, seq: Sequence, k: int, sampling: Sampling | list[Sampling] | None = None) -> list[Sequence]:

@@ -56,6 +56,8 @@ def auto(problem: str, engine, verifier, config: SearchConfig, on_event=None) ->
     if strategy in ("beam", "dvts"):
         rest -= rest % rest_cfg.beam_width
     second = None
+    if strategy == "cot":
+        rest = min(rest, 1)  # one greedy path; the rest of the budget is not spent
     if rest >= 1 and not (strategy in ("beam", "dvts") and rest < rest_cfg.beam_width):
         if strategy in ("best-of-n", "beam", "dvts") and verifier is None:
             strategy = "majority"
@@ -74,7 +76,9 @@ def auto(problem: str, engine, verifier, config: SearchConfig, on_event=None) ->
 
 
 def _selection(strategy: str, cfg: SearchConfig, verifier) -> str:
-    if strategy in ("majority", "cot") or verifier is None:
+    if strategy == "cot":
+        return "last"  # the greedy path's answer: the sampled probe paths are weaker
+    if strategy == "majority" or verifier is None:
         return "majority"
     return cfg.selection
 
@@ -82,7 +86,7 @@ def _selection(strategy: str, cfg: SearchConfig, verifier) -> str:
 def merge(first: SearchResult, second: SearchResult | None, select: str) -> SearchResult:
     """One result from two stages: trees joined at the root, candidates pooled, compute summed."""
     if second is None:
-        first.answer = choose_answer(first.candidates, first.votes, select)
+        first.answer = choose_answer(first.candidates, first.votes, "majority" if select == "last" else select)
         return first
     offset = len(first.tree) - 1
     tree = list(first.tree)
@@ -91,8 +95,9 @@ def merge(first: SearchResult, second: SearchResult | None, select: str) -> Sear
     candidates = first.candidates + [replace(c, node_id=c.node_id + offset) for c in second.candidates]
     votes = group_answers(candidates)
     compute = _sum_compute(first.compute, second.compute)
+    answer = second.answer if select == "last" else choose_answer(candidates, votes, select)
     return SearchResult(problem=first.problem, strategy=second.strategy, config=second.config,
-                        answer=choose_answer(candidates, votes, select), candidates=candidates, tree=tree,
+                        answer=answer, candidates=candidates, tree=tree,
                         votes=votes, compute=compute, verifier=first.verifier or second.verifier,
                         notes=first.notes + [n for n in second.notes if n not in first.notes])
 

@@ -76,7 +76,7 @@ class Run:
 
     def start(self, greedy: bool = False) -> Path:
         """The root path: the prompt, prefilled once."""
-        return Path(self.engine.start(self.prompt(), self.sampling(greedy)), self.tree[0])
+        return Path(self.engine.start(self.prompt(), self.sampling(greedy), cache=True), self.tree[0])
 
     def spread(self, path: Path, k: int) -> list[Path]:
         """k paths continuing `path`: the path itself and k-1 forks sharing its KV cache."""
