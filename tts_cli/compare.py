@@ -43,7 +43,8 @@ def efficiency_table(rows: list[dict]) -> dict | None:
     auto_row = next((r for r in auto if r["accuracy"] >= best), None)
     out = {"majority_best_accuracy": best, "majority_budget": maj_row["n"],
            "majority_flops": maj_row["flops_per_problem"], "auto_budget": None,
-           "by_budget": {str(r["n"]): {s: next((x["accuracy"] for x in rows if x["strategy"] == s and x["n"] == r["n"]), None)
+           "by_budget": {str(r["n"]): {s: next((x["accuracy"] for x in rows if x["strategy"] == s
+                                                and (x["n"] == r["n"] or s == "cot")), None)
                                        for s in ("cot", "majority", "auto")} for r in maj}}
     if auto_row is not None:
         out.update(auto_budget=auto_row["n"], auto_flops=auto_row["flops_per_problem"],
