@@ -14,7 +14,6 @@ from pathlib import Path
 from tts_cli.models import smollm2_path
 from tts_cli.search import STRATEGIES, SearchConfig
 from tts_cli.solver import open_policy, open_verifier, run_search
-from tts_cli.verifiers import JudgeVerifier
 
 GSM8K = Path(__file__).resolve().parents[2] / "shared" / "data" / "gsm8k_test.jsonl"
 

@@ -17,7 +17,7 @@ from ..profile import Profile, default_choice
 from .best_of_n import best_of_n
 from .common import choose_answer, group_answers
 from .majority import majority
-from .types import Candidate, SearchConfig, SearchResult
+from .types import SearchConfig, SearchResult
 
 
 def auto(problem: str, engine, verifier, config: SearchConfig, on_event=None) -> SearchResult:
@@ -115,4 +115,4 @@ def _sum_compute(a: dict, b: dict) -> dict:
     return out
 
 
-__all__ = ["auto", "merge", "Candidate"]
+__all__ = ["auto", "merge"]
