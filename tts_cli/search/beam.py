@@ -10,7 +10,7 @@ score is that of its path after k more greedy steps.
 from __future__ import annotations
 
 from ..verifiers.base import StepToScore
-from .common import Path, Run, aggregate
+from .common import Path, Run
 from .types import SearchConfig, SearchResult
 
 
@@ -35,16 +35,11 @@ def beam(problem: str, engine, verifier, config: SearchConfig, on_event=None) ->
             run.prune(candidates, "enough paths finished")
             break
 
-        candidates.sort(key=lambda p: path_score(run, p), reverse=True)
+        candidates.sort(key=run.path_score, reverse=True)
         survivors, losers = candidates[:keep], candidates[keep:]
         run.prune(losers, f"not in the top {keep} of {len(candidates)}")
         active = [child for p in survivors for child in run.spread(p, m)]
     return run.result(config.selection)
-
-
-def path_score(run: Run, path: Path) -> float:
-    scores = [n.score for n in run.path_nodes(path.node) if n.score is not None]
-    return aggregate(scores, run.config.aggregation) or 0.0
 
 
 def rescore_with_lookahead(run: Run, paths: list[Path], k: int) -> None:

@@ -101,6 +101,11 @@ class Run:
             node = self.tree[node.parent]
         return out[::-1]
 
+    def path_score(self, path: Path) -> float:
+        """The path's step scores aggregated as configured (0 when nothing is scored)."""
+        scores = [n.score for n in self.path_nodes(path.node) if n.score is not None]
+        return aggregate(scores, self.config.aggregation) or 0.0
+
     def path_text(self, node: Node) -> str:
         return "".join(n.step for n in self.path_nodes(node))
 

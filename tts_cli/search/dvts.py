@@ -9,7 +9,6 @@ candidates; all of them step together in one batch.
 
 from __future__ import annotations
 
-from .beam import path_score
 from .common import Run
 from .types import SearchConfig, SearchResult
 
@@ -25,7 +24,7 @@ def dvts(problem: str, engine, verifier, config: SearchConfig, on_event=None) ->
         run.forget_scores(sorted({node.parent for node in nodes}))
         subtrees = []
         for group in groups:
-            best = max(group, key=lambda p: path_score(run, p))
+            best = max(group, key=run.path_score)
             run.finish([p for p in group if p.node.state == "finished"])
             if best.node.state == "finished":
                 run.prune([p for p in group if p.node.state != "finished"], "subtree finished")
