@@ -262,6 +262,22 @@ class Engine:
         self._prefill(work)
         self.stats.seconds += time.perf_counter() - t0
 
+    def commit(self, seqs: list[Sequence]) -> None:
+        """Evaluate the pending tokens of `seqs` now, in shared batches, without sampling.
+
+        For sequences that will be forked only to be read or extended (a verifier's): the forks
+        then share the token's KV cell instead of each evaluating it again. (Sequences that will
+        generate keep theirs pending: each child needs that row anyway to sample its own token.)
+        """
+        t0 = time.perf_counter()
+        work = []
+        for seq in seqs:
+            if seq.pending is not None and seq.ended is None and not seq.released:
+                work.append((seq, [seq.pending]))
+                seq.pending = None
+        self._prefill(work)
+        self.stats.seconds += time.perf_counter() - t0
+
     def _prefill(self, work: list[tuple[Sequence, list[int]]]) -> None:
         n_batch = self.prefill_chunk
         tokens: list[int] = []

@@ -117,6 +117,9 @@ class IncrementalVerifier(Verifier):
             # Read where the delta ends. The node's sequence then holds its last token too;
             # children extend it from there.
             return self.read(seqs)
+        # The query is asked in throwaway forks: commit each node's last token first, so that the
+        # forks and the node's later children share it rather than each evaluating it again.
+        self.engine.commit(seqs)
         scores = []
         free = max(1, self.engine.free_slots)
         for i in range(0, len(seqs), free):
