@@ -2,69 +2,132 @@
 
 A script is a function (steps so far, branch) -> (step text, stop reason), where `branch` is the
 sequence's index among the children it was forked with (0 for the sequence that continues).
+A step takes one `advance` per 4 characters of its text (at least one), so steps of different
+lengths end at different times, as on the real engine. Like the real engine it has a fixed
+number of sequence slots, counts compute per owner, and can release an owner's sequences.
 """
 
 from __future__ import annotations
 
 import re
+from collections import Counter
 from dataclasses import dataclass, field
 
-from tts_cli.engine import Step
+from tts_cli.engine import EngineError, Stats, Step
 from tts_cli.verifiers.base import StepToScore, Verifier
 
 
 class _Model:
     chat_template = None
     path = "fake.gguf"
+    n_params = 1000
 
 
 @dataclass(eq=False)
 class FakeSeq:
     id: int
+    owner: object
     steps: list[str] = field(default_factory=list)
     branch: int = 0
     released: bool = False
 
 
+class _FakeBatch:
+    def __init__(self, items):
+        self.items = items  # [seq, text, reason, tokens left]
+        self.live = [i for i, it in enumerate(items) if it[3] > 0]
+
+    @property
+    def done(self):
+        return not self.live
+
+    def steps(self):
+        out = []
+        for seq, text, reason, _ in self.items:
+            n = max(1, len(text) // 4)
+            out.append(Step(text=text, tokens=[1] * n, logprobs=[-0.1] * n, stop_reason=reason))
+        return out
+
+
 class FakeEngine:
-    def __init__(self, script):
+    def __init__(self, script, n_seq_max: int = 256):
         self.script = script
         self.model = _Model()
-        self.stats = None
-        self.live: set[int] = set()
-        self.generate_calls: list[int] = []  # batch size of each generate call
+        self.n_seq_max = n_seq_max
+        self.stats = Stats(n_params=1000)
+        self.usage: dict = {}
+        self.live: dict[int, FakeSeq] = {}
+        self.generate_calls: list[int] = []  # sequences in each step request (one per request)
+        self.decode_rows: list[list] = []  # the owners of the rows of each advance
+        self.peak_live = 0
         self._next = 0
 
-    def _new(self, steps, branch) -> FakeSeq:
-        seq = FakeSeq(self._next, list(steps), branch)
+    def _new(self, steps, branch, owner) -> FakeSeq:
+        if len(self.live) >= self.n_seq_max:
+            raise EngineError(f"all {self.n_seq_max} sequence slots are in use")
+        seq = FakeSeq(self._next, owner, list(steps), branch)
         self._next += 1
-        self.live.add(seq.id)
+        self.live[seq.id] = seq
+        self.peak_live = max(self.peak_live, len(self.live))
         return seq
 
-    def start(self, prompt, sampling=None, cache=False):
-        return self._new([], 0)
+    def start(self, prompt, sampling=None, cache=False, owner=None):
+        return self._new([], 0, owner)
 
     def fork(self, seq, k, sampling=None):
         assert not seq.released
-        return [self._new(seq.steps, i + 1) for i in range(k)]
+        return [self._new(seq.steps, i + 1, seq.owner) for i in range(k)]
 
-    def generate(self, seqs, stop=(), max_tokens=256):
+    def begin_step(self, seqs, stop=(), max_tokens=256):
         assert len({s.id for s in seqs}) == len(seqs)
         self.generate_calls.append(len(seqs))
-        out = []
+        items = []
         for s in seqs:
             assert not s.released
             text, reason = self.script(s.steps, s.branch)
             s.steps.append(text)
             s.branch = 0
-            out.append(Step(text=text, tokens=[1] * max(1, len(text) // 4), logprobs=[-0.1] * max(1, len(text) // 4),
-                            stop_reason=reason))
-        return out
+            items.append([s, text, reason, max(1, len(text) // 4)])
+        return _FakeBatch(items)
+
+    def advance(self, batches):
+        rows = [(b, i) for b in batches for i in b.live]
+        if not rows:
+            return
+        owners = [b.items[i][0].owner for b, i in rows]
+        self.decode_rows.append(owners)
+        self.stats.decode_calls += 1
+        self.stats.tokens_generated += len(rows)
+        self.stats.tokens_evaluated += len(rows)
+        for owner, k in Counter(owners).items():
+            u = self.usage.setdefault(owner, Stats(n_params=1000))
+            u.decode_calls += k / len(rows)
+            u.tokens_generated += k
+            u.tokens_evaluated += k
+        for b, i in rows:
+            b.items[i][3] -= 1
+        for b in batches:
+            b.live = [i for i in b.live if b.items[i][3] > 0]
+
+    def generate(self, seqs, stop=(), max_tokens=256):
+        batch = self.begin_step(seqs, stop, max_tokens)
+        while not batch.done:
+            self.advance([batch])
+        return batch.steps()
 
     def release(self, seq):
         if not seq.released:
             seq.released = True
-            self.live.discard(seq.id)
+            self.live.pop(seq.id, None)
+
+    def release_all(self, seqs):
+        for s in seqs:
+            self.release(s)
+
+    def release_owner(self, owner):
+        seqs = [s for s in self.live.values() if s.owner == owner]
+        self.release_all(seqs)
+        return len(seqs)
 
 
 class ScoreInTextVerifier(Verifier):
@@ -74,15 +137,25 @@ class ScoreInTextVerifier(Verifier):
 
     def __init__(self):
         self.calls: list[int] = []
+        self.call_keys: list[set] = []  # the search keys in each score call
         self.forgotten: list[int] = []
+        self.open: set = set()
 
-    def score(self, problem, items: list[StepToScore]):
+    def begin(self, key, problem):
+        self.open.add(key)
+
+    def score(self, items: list[StepToScore]):
         self.calls.append(len(items))
+        self.call_keys.append({it.key[0] for it in items})
         out = []
         for it in items:
+            assert it.key in self.open, "scored before begin or after end"
             m = re.search(r"\|([0-9.]+)", it.text)
             out.append(float(m.group(1)) if m else 0.5)
         return out
 
-    def forget(self, node_ids):
+    def forget(self, key, node_ids):
         self.forgotten.extend(node_ids)
+
+    def end(self, key):
+        self.open.discard(key)

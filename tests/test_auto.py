@@ -7,12 +7,14 @@ from tts_cli.calibrate import Setting, calibrate, candidate_settings
 from tts_cli.datasets import Problem
 from tts_cli.difficulty import Bins, agreement
 from tts_cli.profile import Choice, Profile, ProfileError
-from tts_cli.search import SearchConfig, SearchResult, auto
+from tts_cli.search import Candidate, SearchConfig, SearchResult, run_search
 
 
-def fake_result(answer, flops):
-    return SearchResult(problem="p", strategy="x", config={}, answer=answer, candidates=[], tree=[], votes={},
-                        compute={"flops": flops, "seconds": 0.0, "policy": {}})
+def fake_result(answer, flops, candidate_answers=()):
+    candidates = [Candidate(node_id=i, steps=[], step_scores=[], score=None, answer=a, answer_method="boxed",
+                            finish_reason="eos") for i, a in enumerate(candidate_answers)]
+    return SearchResult(problem="p", strategy="x", config={}, answer=answer, candidates=candidates, tree=[],
+                        votes={}, compute={"flops": flops, "seconds": 0.0, "policy": {}})
 
 
 def test_calibrate_picks_the_scripted_optimum_in_each_bin(tmp_path):
@@ -32,8 +34,19 @@ def test_calibrate_picks_the_scripted_optimum_in_each_bin(tmp_path):
                     (setting.strategy == "best-of-n" and setting.selection == "max" and idx % 2 == 0)
         return fake_result("1" if right else "2", flops)
 
-    profile = calibrate(problems, [4, 8], tmp_path / "runs", estimate=lambda p: pass1[p.problem.split()[0]],
-                        solve=solve, has_verifier=True, policy={"name": "fake", "file": "fake.gguf"}, prm="scripted")
+    solved = []
+
+    def solve_many(pairs):
+        for setting, problem in pairs:
+            solved.append((setting.key, problem.id))
+            if setting.key == "majority_n5":  # the difficulty run: 5 samples, pass@1 as scripted
+                right = round(5 * pass1[problem.problem.split()[0]])
+                yield (setting, problem), fake_result("1", 5.0, ["1"] * right + ["2"] * (5 - right))
+            else:
+                yield (setting, problem), solve(setting, problem)
+
+    profile = calibrate(problems, [4, 8], tmp_path / "runs", solve_many=solve_many, samples=5,
+                        has_verifier=True, policy={"name": "fake", "file": "fake.gguf"}, prm="scripted")
     for budget in (4, 8):
         easy = profile.lookup("easy", budget)
         assert (easy.strategy, easy.accuracy) == ("majority", 1.0)  # ties with best-of-n, fewer FLOPs
@@ -43,7 +56,17 @@ def test_calibrate_picks_the_scripted_optimum_in_each_bin(tmp_path):
     assert profile.meta["problems_per_bin"] == {"easy": 4, "medium": 0, "hard": 4}
     assert {p["setting"] for p in profile.frontier} >= {"majority_n4"}
     # resumable: a second run reads every result back instead of solving again
-    again = calibrate(problems, [4, 8], tmp_path / "runs", estimate=lambda p: 1 / 0, solve=lambda s, p: 1 / 0,
+    # CoT does not depend on N: it runs once per problem, not once per budget
+    assert sum(1 for key, _ in solved if key.startswith("cot")) == len(problems)
+    # every (setting, problem) was solved exactly once, problem by problem
+    assert len(solved) == len(set(solved))
+    assert [pid for _, pid in solved] == sorted([pid for _, pid in solved], key=[p.id for p in problems].index)
+
+    def nothing_left(pairs):
+        for pair in pairs:
+            raise AssertionError(f"solved again: {pair}")
+        yield from ()
+    again = calibrate(problems, [4, 8], tmp_path / "runs", solve_many=nothing_left, samples=5,
                       has_verifier=True, policy={"file": "fake.gguf"}, prm="scripted")
     assert [c.strategy for c in again.choices] == [c.strategy for c in profile.choices]
 
@@ -106,7 +129,7 @@ def test_auto_sends_easy_and_hard_problems_where_the_profile_says(tmp_path, scri
     engine = FakeEngine(script)
     engine.model.path = "fake.gguf"
     cfg = SearchConfig(n=8, probe=2, profile=str(make_profile(tmp_path)))
-    result = auto("p", engine, ScoreInTextVerifier(), cfg)
+    result = run_search("auto", "p", engine, ScoreInTextVerifier(), cfg)
     assert result.strategy == "auto"
     assert result.auto["difficulty"] == difficulty and result.auto["chosen"] == chosen
     assert "profile" in result.auto["reason"]
@@ -117,12 +140,12 @@ def test_auto_sends_easy_and_hard_problems_where_the_profile_says(tmp_path, scri
     assert result.auto["settings"]["n"] == 6
     if difficulty == "easy":
         assert result.answer == "7"
-    assert engine.live == set()
+    assert not engine.live
 
 
 def test_auto_without_profile_falls_back_to_the_papers_findings_and_says_so(tmp_path):
     engine = FakeEngine(hard_script)
-    result = auto("p", engine, ScoreInTextVerifier(), SearchConfig(n=8, probe=2))
+    result = run_search("auto", "p", engine, ScoreInTextVerifier(), SearchConfig(n=8, probe=2))
     assert result.auto["chosen"] == "beam" and "paper" in result.auto["reason"]
     assert any("no profile" in n for n in result.notes)
 
@@ -131,7 +154,7 @@ def test_profile_for_other_models_warns_and_falls_back(tmp_path):
     engine = FakeEngine(easy_script)
     engine.model.path = "other.gguf"
     cfg = SearchConfig(n=8, probe=2, profile=str(make_profile(tmp_path)))
-    result = auto("p", engine, ScoreInTextVerifier(), cfg)
+    result = run_search("auto", "p", engine, ScoreInTextVerifier(), cfg)
     assert any("was made for fake.gguf" in n for n in result.notes)
     assert "paper" in result.auto["reason"]
 

@@ -5,8 +5,32 @@ import random
 import pytest
 
 from fake_engine import FakeEngine, ScoreInTextVerifier
-from tts_cli.search import STRATEGIES, ConfigError, SearchConfig, beam, best_of_n, cot, dvts, majority
+from tts_cli.search import STRATEGIES, ConfigError, SearchConfig, run_search
 from tts_cli.search.common import aggregate
+
+
+def search(strategy, engine, verifier, config, on_event=None, problem="p"):
+    return run_search(strategy, problem, engine, verifier, config, on_event)
+
+
+def beam(problem, engine, verifier, config):
+    return search("beam", engine, verifier, config, problem=problem)
+
+
+def best_of_n(problem, engine, verifier, config):
+    return search("best-of-n", engine, verifier, config, problem=problem)
+
+
+def dvts(problem, engine, verifier, config):
+    return search("dvts", engine, verifier, config, problem=problem)
+
+
+def majority(problem, engine, verifier, config):
+    return search("majority", engine, verifier, config, problem=problem)
+
+
+def cot(problem, engine, verifier, config):
+    return search("cot", engine, verifier, config, problem=problem)
 
 
 def random_scores_script(finish_depth=4, seed=0):
@@ -41,7 +65,7 @@ def test_beam_keeps_top_n_over_m_and_expands_each_survivor_m_ways():
             assert sum(1 for c in children if c.parent == s.id) == m
         assert all(c.parent in {s.id for s in survivors} for c in children)
     assert all(c.finish_reason in ("eos", "boxed") for c in result.candidates)
-    assert engine.live == set()  # every sequence released
+    assert not engine.live  # every sequence released
 
 
 def test_beam_requires_n_multiple_of_beam_width():
@@ -82,7 +106,7 @@ def test_dvts_subtrees_never_exchange_and_return_only_finished_paths():
         depth += 1
     assert result.candidates and all(tree[c.node_id].state == "finished" for c in result.candidates)
     assert all(c.finish_reason in ("eos", "boxed", "max_steps") for c in result.candidates)
-    assert engine.live == set()
+    assert not engine.live
 
 
 def _answers_script(paths):
@@ -164,8 +188,8 @@ def test_step_limit_finishes_paths():
 def test_every_strategy_emits_events_and_reports_tree():
     for name, fn in STRATEGIES.items():
         events = []
-        result = fn("p", FakeEngine(random_scores_script(finish_depth=3)), ScoreInTextVerifier(),
-                    SearchConfig(n=4, beam_width=2), on_event=events.append)
+        result = search(name, FakeEngine(random_scores_script(finish_depth=3)), ScoreInTextVerifier(),
+                        SearchConfig(n=4, beam_width=2), on_event=events.append)
         kinds = {e.kind for e in events}
         assert "expand" in kinds and "finish" in kinds, name
         assert result.strategy == name.replace("-", "_") or result.strategy == name

@@ -15,17 +15,21 @@ PROBLEM = "Tom has 3 apples and buys 4 more. How many apples does he have?"
 STEPS = ["Tom starts with 3 apples.\n\n", "He buys 4 more, so 3 + 4 = 7.\n\n", "The answer is \\boxed{7}."]
 
 
+KEY = (1, 0)  # (search key, stage)
+
+
 def score_tree_incrementally(verifier):
     """Two paths that share their first two steps, scored step by step as a search would."""
+    verifier.begin(KEY, PROBLEM)
     ids = iter(range(1, 100))
     a1 = next(ids)
     out = {}
-    out[a1] = verifier.score(PROBLEM, [StepToScore(a1, 0, STEPS[0], [])])[0]
+    out[a1] = verifier.score([StepToScore(KEY, a1, 0, STEPS[0], [])])[0]
     a2 = next(ids)
-    out[a2] = verifier.score(PROBLEM, [StepToScore(a2, a1, STEPS[1], [])])[0]
+    out[a2] = verifier.score([StepToScore(KEY, a2, a1, STEPS[1], [])])[0]
     a3, b3 = next(ids), next(ids)
-    s = verifier.score(PROBLEM, [StepToScore(a3, a2, STEPS[2], []),
-                                 StepToScore(b3, a2, "So the answer is \\boxed{8}.", [])])
+    s = verifier.score([StepToScore(KEY, a3, a2, STEPS[2], []),
+                        StepToScore(KEY, b3, a2, "So the answer is \\boxed{8}.", [])])
     out[a3], out[b3] = s
     return [out[a1], out[a2], out[a3]], out[b3]
 
@@ -75,7 +79,8 @@ def test_math_shepherd_reads_p_plus_at_each_step_tag(tiny_model):
 
 def test_confidence_is_exp_mean_logprob():
     v = ConfidenceVerifier()
-    s = v.score("p", [StepToScore(1, 0, "x", [-0.1, -0.3]), StepToScore(2, 1, "", [])])
+    v.begin(KEY, "p")
+    s = v.score([StepToScore(KEY, 1, 0, "x", [-0.1, -0.3]), StepToScore(KEY, 2, 1, "", [])])
     assert s[0] == pytest.approx(math.exp(-0.2))
     assert s[1] == s[0]  # an empty final step keeps its parent's score
 

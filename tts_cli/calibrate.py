@@ -3,21 +3,21 @@
 1. Difficulty: sample K paths per problem and grade them: pass@1, binned.
 2. Every candidate setting (strategy x budget x beam width x PRM-Vote/Max x aggregation) is
    graded on every problem, each into its own resumable results file (the same code as
-   `tts grade`).
+   `tts grade`). Greedy CoT does not depend on the budget: it runs once per problem.
 3. Per (bin, budget) the most accurate setting wins (ties: fewer FLOPs). The frontier is the
    set of settings no other setting beats on both accuracy and FLOPs.
 """
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Iterable, Iterator
 
 from .datasets import Problem
 from .difficulty import BIN_NAMES, Bins
-from .grade import grade
+from .grade import grade_runs
+from .grading import answers_match
 from .profile import Choice, Profile
 
 
@@ -61,49 +61,44 @@ def candidate_settings(budget: int, *, has_verifier: bool, beam_widths=(2, 4), s
     return out
 
 
-def estimate_difficulties(problems: list[Problem], workdir: Path, estimate: Callable[[Problem], float]) -> dict:
-    """pass@1 per problem id, resumable (workdir/difficulty.jsonl)."""
-    from .grade import read_results
-    path = workdir / "difficulty.jsonl"
-    done = {(r["id"], r["line"]): r["pass_at_1"] for r in read_results(path) if "pass_at_1" in r}
-    with open(path, "a", encoding="utf-8") as f:
-        import json
-        for p in problems:
-            if (p.id, p.line) in done:
-                continue
-            value = estimate(p)
-            f.write(json.dumps({"id": p.id, "line": p.line, "pass_at_1": value}) + "\n")
-            f.flush()
-            os.fsync(f.fileno())
-            done[(p.id, p.line)] = value
-    return done
+DIFFICULTY = "difficulty"  # the run that samples each problem to estimate its pass@1
 
 
 def calibrate(problems: list[Problem], budgets: list[int], workdir: Path, *,
-              estimate: Callable[[Problem], float], solve: Callable[[Setting, Problem], object],
-              has_verifier: bool, bins: Bins = Bins(), policy: dict, prm: str | None,
+              solve_many: Callable[[Iterable[tuple[Setting, Problem]]], Iterator[tuple[tuple[Setting, Problem], object]]],
+              samples: int, has_verifier: bool, bins: Bins = Bins(), policy: dict, prm: str | None,
               settings_for: Callable[[int], list[Setting]] | None = None,
-              on_setting: Callable[[Setting, int, int], None] | None = None) -> Profile:
+              on_record: Callable[[str, dict], None] | None = None) -> Profile:
+    """Grade the difficulty run and every setting on every problem, then choose per bin and
+    budget. All of it is one stream of searches, problem by problem: a problem's prompt is
+    prefilled once for every setting, and greedy CoT (which does not depend on N) runs once.
+    `solve_many` runs (setting, problem) pairs (the difficulty run is majority with N=samples)
+    and yields their results as they end."""
     workdir.mkdir(parents=True, exist_ok=True)
-    difficulty = estimate_difficulties(problems, workdir, estimate)
-    bin_of = {(p.id, p.line): bins.of(difficulty[(p.id, p.line)]) for p in problems}
-    measured = []  # (setting, records)
-    plan = [s for b in budgets for s in (settings_for(b) if settings_for else
-                                         candidate_settings(b, has_verifier=has_verifier))]
-    for i, setting in enumerate(plan):
-        if on_setting:
-            on_setting(setting, i, len(plan))
-        summary = grade(problems, workdir / f"{setting.key}.jsonl", lambda p, s=setting: solve(s, p))
-        if summary.interrupted:
-            raise KeyboardInterrupt
-        measured.append((setting, summary.records))
+    plan: dict[str, Setting] = {DIFFICULTY: Setting("majority", samples)}
+    for b in budgets:
+        for s in (settings_for(b) if settings_for else candidate_settings(b, has_verifier=has_verifier)):
+            s = Setting("cot", 1) if s.strategy == "cot" else s
+            plan.setdefault(s.key, s)
+    runs = {key: workdir / f"{key}.jsonl" for key in plan}
+
+    def solve_keys(pairs):
+        for (setting, problem), out in solve_many((plan[k], p) for k, p in pairs):
+            yield (setting.key if setting is not plan[DIFFICULTY] else DIFFICULTY, problem), out
+
+    summaries = grade_runs(problems, runs, solve_keys, on_record=on_record)
+    if any(s.interrupted for s in summaries.values()):
+        raise KeyboardInterrupt
+    difficulty = {(r.get("id"), r.get("line")): sampled_pass_at_1(r) for r in summaries[DIFFICULTY].records}
+    bin_of = {(p.id, p.line): bins.of(difficulty.get((p.id, p.line), 0.0)) for p in problems}
+    measured = [(plan[k], summaries[k].records) for k in plan if k != DIFFICULTY]
 
     choices = []
     for budget in budgets:
         for b in BIN_NAMES:
             best = None
             for setting, records in measured:
-                if setting.n != budget:
+                if setting.n != budget and setting.strategy != "cot":  # CoT is the same at any budget
                     continue
                 rs = [r for r in records if bin_of.get((r.get("id"), r.get("line"))) == b and not r.get("error")]
                 if not rs:
@@ -131,3 +126,12 @@ def calibrate(problems: list[Problem], budgets: list[int], workdir: Path, *,
     return Profile(policy=policy, prm=prm, bins=bins, choices=choices, frontier=frontier,
                    meta={"problems": len(problems), "problems_per_bin": counts, "budgets": budgets,
                          "settings_measured": [s.key for s, _ in measured]})
+
+
+def sampled_pass_at_1(record: dict) -> float:
+    """pass@1 from a difficulty record: the share of its sampled paths that were right."""
+    cands = record.get("candidates") or []
+    ref = record.get("reference")
+    if not cands or ref is None:
+        return 0.0
+    return sum(answers_match(c.get("answer"), ref) for c in cands) / len(cands)

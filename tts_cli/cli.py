@@ -192,18 +192,70 @@ class Session:
         self.context = settings["context_per_path"] or DEFAULT_CONTEXT_PER_PATH
         self._model = None
 
-    def open(self, config):
-        """(policy engine, verifier) for a search config."""
+    def open(self, plans: list, concurrency: int | None = 1):
+        """A scheduler on a policy engine and verifier sized for `concurrency` searches of the
+        given (strategy, config) pairs at once (None: as many as fill a batch)."""
         from .engine import Model
-        from .solver import open_policy, open_verifier
+        from .search.scheduler import Scheduler, slots_needed
+        from .solver import MAX_SEQUENCES, auto_concurrency, open_policy, open_verifier
         if self._model is None:
             self._model = Model(self.policy_path, n_gpu_layers=self.settings["gpu_layers"])
-        policy = open_policy(self._model, config, n_threads=self.settings["threads"], context_per_path=self.context)
+        need = max(slots_needed(s, c) for s, c in plans)
+        if need + 1 > MAX_SEQUENCES:
+            raise UserError(f"a search of {need} sequences does not fit llama.cpp's {MAX_SEQUENCES} per context")
+        k = concurrency or auto_concurrency(need, self._model.offloaded)
+        k = max(1, min(k, (MAX_SEQUENCES - 1) // need))
+        biggest = max((c for _, c in plans), key=lambda c: c.n * (2 if c.lookahead else 1))
+        policy = open_policy(self._model, biggest, slots=k * need + 1, n_threads=self.settings["threads"],
+                             context_per_path=self.context)
         spec = self.prm if self.prm in ("judge", "confidence") else str(self.prm_path)
-        verifier = open_verifier(spec if self.uses_verifier else None, policy, config, n_gpu_layers=self.settings["gpu_layers"],
-                                 n_threads=self.settings["threads"], context_per_path=self.context,
-                                 prm_entry=self.prm_entry)
-        return policy, verifier
+        uses = any(s in USES_VERIFIER for s, _ in plans)
+        try:
+            verifier = open_verifier(spec if uses else None, policy, biggest, concurrency=k,
+                                     n_gpu_layers=self.settings["gpu_layers"], n_threads=self.settings["threads"],
+                                     context_per_path=self.context, prm_entry=self.prm_entry)
+        except BaseException:
+            policy.close()
+            raise
+        return Scheduler(policy, verifier, max_searches=k)
+
+    def fit_context(self, problem: str) -> None:
+        """Room for a long problem: each path's context (its own KV stream) holds the prompt
+        plus at least 1024 tokens of solution and template."""
+        from .engine import Model
+        if self._model is None:
+            self._model = Model(self.policy_path, n_gpu_layers=self.settings["gpu_layers"])
+        self.context = max(self.context, len(self._model.tokenize(problem)) + 1024)
+
+    def solve_many(self, scheduler, pairs, job_for):
+        """Run (key, problem) pairs as searches; yield ((key, problem), result or exception) as
+        each ends. job_for(key) gives (strategy, config)."""
+        from .search import Job
+
+        def jobs():
+            for key, problem in pairs:
+                strategy, cfg = job_for(key)
+                yield Job(problem.problem, strategy, self.prepare(strategy, cfg), tag=(key, problem))
+        for job, out in scheduler.run(jobs()):
+            if not isinstance(out, BaseException):
+                out.config = {**self.describe(), "strategy": job.strategy, **out.config}
+            yield job.tag, out
+
+    def prepare(self, strategy: str, cfg):
+        """auto without --profile uses the profile calibrate saved for this policy and verifier."""
+        if strategy == "auto" and not cfg.profile:
+            from dataclasses import replace
+            return replace(cfg, profile=self.saved_profile())
+        return cfg
+
+    @staticmethod
+    def close(scheduler) -> None:
+        verifier = scheduler.verifier
+        if verifier is not None:
+            verifier.close()
+            if verifier.engine is not None:
+                verifier.engine.close()
+        scheduler.engine.close()
 
     def verifier_name(self) -> str:
         """The name the verifier reports (what profiles are matched against)."""
@@ -226,12 +278,11 @@ class Session:
         return {**self.settings, "policy": str(self.policy_path), "prm": prm}
 
 
-def _solve_one(session: Session, strategy: str, problem: str, policy, verifier, config, on_event=None):
-    from .solver import run_search
-    if strategy == "auto" and not config.profile:
-        config.profile = session.saved_profile()
+def _solve_one(session: Session, strategy: str, problem: str, scheduler, config, on_event=None):
+    from .search import run_search
     try:
-        result = run_search(strategy, problem, policy, verifier, config, on_event)
+        result = run_search(strategy, problem, scheduler.engine, scheduler.verifier,
+                            session.prepare(strategy, config), on_event)
     except ValueError as e:  # an impossible combination of options
         raise UserError(str(e))
     result.config = {**session.describe(), **result.config}
@@ -259,6 +310,7 @@ O_MODELS_FILE = typer.Option(None, "--models-file", help="Extra model registry Y
 O_CONTEXT = typer.Option(None, "--context-per-path", help="KV cells per path, prompt included (default 2048).")
 O_PROFILE = typer.Option(None, "--profile", help="auto: a `tts calibrate` profile (default: the one saved for this policy and --prm).")
 O_PROMPT = typer.Option(None, "--prompt", help="chat (the model's template), few-shot (worked examples in plain text; base models), or auto (default).")
+O_CONCURRENCY = typer.Option("auto", "--concurrency", help="Searches in flight at once, their sequences batched together: a number, or auto (fill a batch: 64 sequences on a GPU, 16 on CPU).")
 O_PROBE = typer.Option(None, "--probe", help="auto: probe paths that predict the difficulty (default N/4, between 2 and 4; they count in N).")
 
 
@@ -297,14 +349,18 @@ def solve(
         settings = effective_settings(config, collect_flags(locals()))
         cfg = search_config(settings)
         session = Session(settings)
-        engine, verifier = session.open(cfg)
-        live = console.is_terminal and not no_live and not as_json
-        if live:
-            with Live(console=console, refresh_per_second=8, transient=False) as lv:
-                result = _solve_one(session, settings["strategy"], text, engine, verifier, cfg,
-                                    LiveView(lv, f"{settings['strategy']} N={cfg.n}"))
-        else:
-            result = _solve_one(session, settings["strategy"], text, engine, verifier, cfg)
+        session.fit_context(text)
+        scheduler = session.open([(settings["strategy"], cfg)])
+        try:
+            live = console.is_terminal and not no_live and not as_json
+            if live:
+                with Live(console=console, refresh_per_second=8, transient=False) as lv:
+                    result = _solve_one(session, settings["strategy"], text, scheduler, cfg,
+                                        LiveView(lv, f"{settings['strategy']} N={cfg.n}"))
+            else:
+                result = _solve_one(session, settings["strategy"], text, scheduler, cfg)
+        finally:
+            session.close(scheduler)
         result.notes = notes + result.notes
     except USER_ERRORS as e:
         fail(str(e))
@@ -352,18 +408,20 @@ def grade(
     gpu_layers: Optional[int] = O_GPU, threads: Optional[int] = O_THREADS,
     models_file: Optional[Path] = O_MODELS_FILE, context_per_path: Optional[int] = O_CONTEXT,
     profile: Optional[Path] = O_PROFILE, probe: Optional[int] = O_PROBE, prompt: Optional[str] = O_PROMPT,
+    concurrency: str = O_CONCURRENCY,
 ):
     """Grade a JSONL problem set; one result line per problem, appended as each finishes.
 
     Examples:
       tts grade ../shared/data/gsm8k_test.jsonl --out cot.jsonl --strategy cot --limit 20
-      tts grade math500.jsonl --out beam16.jsonl --config recipes/beam-n16.yaml
+      tts grade math500.jsonl --out beam16.jsonl --config recipes/beam-n16.yaml --concurrency 8
     """
     flags = collect_flags(locals())
     try:
         settings = effective_settings(config, flags)
-        summary = run_grade(data, out, settings, problem_key=problem_key, answer_key=answer_key, limit=limit,
-                            skip_bad=skip_bad, show_progress=True)
+        k = parse_concurrency(concurrency)
+        summary = run_grade(data, {"": (out, settings)}, problem_key=problem_key, answer_key=answer_key,
+                            limit=limit, skip_bad=skip_bad, concurrency=k)[""]
     except USER_ERRORS as e:
         fail(str(e))
     print_summary(summary, out)
@@ -372,47 +430,71 @@ def grade(
         raise typer.Exit(130)
 
 
-def run_grade(data: Path, out: Path, settings: dict, *, problem_key=None, answer_key=None, limit=None,
-              skip_bad=False, show_progress=True, session: "Session | None" = None, label: str | None = None):
+def parse_concurrency(text: str) -> int | None:
+    """--concurrency: a number >= 1, or auto (None: as many searches as fill a batch)."""
+    if text.strip().lower() == "auto":
+        return None
+    try:
+        k = int(text)
+    except ValueError:
+        k = 0
+    if k < 1:
+        raise UserError(f"--concurrency: expected a number >= 1 or auto, got {text!r}")
+    return k
+
+
+def run_grade(data: Path, runs: dict, *, problem_key=None, answer_key=None, limit=None, skip_bad=False,
+              concurrency: int | None = None, show_progress=True) -> dict:
+    """Grade the data set under each run (key -> (results path, settings)), all runs' searches
+    in one scheduler; returns key -> GradeSummary."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
     from .datasets import read_problems
-    from .grade import grade as grade_problems
-    from .grade import read_results
+    from .grade import grade_runs, read_results
 
     problems, bad = read_problems(data, problem_key=problem_key, answer_key=answer_key, limit=limit,
                                   skip_bad=skip_bad)
-    cfg = search_config(settings)
-    _check_writable(out)
-    session = session or Session(settings)
-    engine, verifier = session.open(cfg)
-    strategy = settings["strategy"]
-    state = {"done": 0, "correct": 0}
-    for r in read_results(out) if out.exists() else []:
-        if r.get("correct") is not None and not r.get("error"):
-            state["done"] += 1
-            state["correct"] += bool(r["correct"])
+    plans = {key: (settings["strategy"], search_config(settings)) for key, (_, settings) in runs.items()}
+    for path, _ in runs.values():
+        _check_writable(path)
+    first = next(iter(runs.values()))[1]
+    session = Session({**first, "strategy": "auto" if any(s in USES_VERIFIER for s, _ in plans.values())
+                       else first["strategy"]})
+    scheduler = session.open(list(plans.values()), concurrency)
+    err_console.print(f"concurrency: {scheduler.max_searches} searches in flight"
+                      f"{' (auto)' if concurrency is None else ''}, {scheduler.engine.n_seq_max} sequence slots",
+                      highlight=False)
+    state = {key: {"done": 0, "correct": 0} for key in runs}
+    for key, (path, _) in runs.items():
+        for r in read_results(path) if path.exists() else []:
+            if r.get("correct") is not None and not r.get("error"):
+                state[key]["done"] += 1
+                state[key]["correct"] += bool(r["correct"])
     progress = Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
-                        TextColumn("acc {task.fields[acc]}"), TimeRemainingColumn(), console=err_console,
-                        disable=not show_progress)
-    with progress:
-        task = progress.add_task(label or (strategy if strategy == "cot" else f"{strategy} N={cfg.n}"),
-                                 total=len(problems), acc="-")
+                        TextColumn("acc {task.fields[acc]}"), TextColumn("in flight {task.fields[flight]}"),
+                        TimeRemainingColumn(), console=err_console, disable=not show_progress)
+    try:
+        with progress:
+            tasks = {}
+            for key, (_, settings) in runs.items():
+                strategy, cfg = plans[key]
+                label = key or (strategy if strategy == "cot" else f"{strategy} N={cfg.n}")
+                tasks[key] = progress.add_task(label, total=len(problems), acc="-", flight=0)
 
-        def on_record(rec):
-            if rec.get("correct") is not None and not rec.get("error"):
-                state["done"] += 1
-                state["correct"] += bool(rec["correct"])
-            acc = f"{state['correct'] / state['done']:.1%}" if state["done"] else "-"
-            progress.update(task, advance=1, acc=acc)
+            def on_record(key, rec):
+                st = state[key]
+                if rec.get("correct") is not None and not rec.get("error"):
+                    st["done"] += 1
+                    st["correct"] += bool(rec["correct"])
+                acc = f"{st['correct'] / st['done']:.1%}" if st["done"] else "-"
+                progress.update(tasks[key], advance=1, acc=acc, flight=scheduler.in_flight)
 
-        summary = grade_problems(
-            problems, out, lambda p: _solve_one(session, strategy, p.problem, engine, verifier, cfg),
-            bad_lines=bad, on_record=on_record, on_skip=lambda k: progress.update(task, advance=k))
-    engine.close()
-    if verifier is not None:
-        verifier.close()
-    return summary
+            return grade_runs(problems, {key: path for key, (path, _) in runs.items()},
+                              lambda pairs: session.solve_many(scheduler, pairs, plans.__getitem__),
+                              bad_lines=bad, on_record=on_record,
+                              on_skip=lambda key, k: progress.update(tasks[key], advance=k))
+    finally:
+        session.close(scheduler)
 
 
 def _check_writable(out: Path) -> None:
@@ -457,8 +539,12 @@ def compare(
     gpu_layers: Optional[int] = O_GPU, threads: Optional[int] = O_THREADS,
     models_file: Optional[Path] = O_MODELS_FILE, context_per_path: Optional[int] = O_CONTEXT,
     profile: Optional[Path] = O_PROFILE, probe: Optional[int] = O_PROBE, prompt: Optional[str] = O_PROMPT,
+    concurrency: str = O_CONCURRENCY,
 ):
     """Accuracy against compute for several strategies and budgets; writes a plot.
+
+    Every (strategy, budget) runs over the same problems in one stream of concurrent searches:
+    a problem's prompt is prefilled once for all of them.
 
     Example:
       tts compare ../shared/data/gsm8k_test.jsonl --limit 20 --strategies cot,majority,beam --budgets 4,16 --out cmp/
@@ -471,27 +557,26 @@ def compare(
             if s not in STRATEGY_NAMES:
                 raise UserError(f"--strategies: unknown strategy {s!r} (known: {', '.join(STRATEGY_NAMES)})")
         ns = parse_int_list(budgets, "--budgets")
+        k = parse_concurrency(concurrency)
         out.mkdir(parents=True, exist_ok=True)
         base = collect_flags(locals())
-        rows = []
-        session = None
+        runs = {}  # "strategy N=n" -> (results file, settings); all of them go through one scheduler
         for name in names:
             for n in ([1] if name == "cot" else ns):
                 settings = effective_settings(config, {**base, "strategy": name, "n": n})
                 if name in ("beam", "dvts") and n % settings["beam_width"]:
                     err_console.print(f"skipping {name} N={n}: not a multiple of the beam width {settings['beam_width']}")
                     continue
-                session = session or Session(settings)
-                session.settings = settings
-                path = out / f"{name}_n{n}.jsonl"
-                summary = run_grade(data, path, settings, problem_key=problem_key, answer_key=answer_key, limit=limit,
-                                    session=session, label=f"{name} N={n}")
-                s = summarize(summary.records)
-                rows.append({"strategy": name, "n": n, "accuracy": s["accuracy"], "problems": s["graded"],
-                             "flops_per_problem": s["flops_per_problem"], "flops": s["flops"],
-                             "seconds": s["seconds"], "results": str(path)})
-                if summary.interrupted:
-                    raise typer.Exit(130)
+                runs[f"{name} N={n}"] = (out / f"{name}_n{n}.jsonl", settings)
+        summaries = run_grade(data, runs, problem_key=problem_key, answer_key=answer_key, limit=limit, concurrency=k)
+        rows = []
+        for key, (path, settings) in runs.items():
+            s = summarize(summaries[key].records)
+            rows.append({"strategy": settings["strategy"], "n": settings["n"], "accuracy": s["accuracy"],
+                         "problems": s["graded"], "flops_per_problem": s["flops_per_problem"], "flops": s["flops"],
+                         "seconds": s["seconds"], "results": str(path)})
+        if any(sm.interrupted for sm in summaries.values()):
+            raise typer.Exit(130)
         from .compare import efficiency_table
         table5 = efficiency_table(rows)
         (out / "summary.json").write_text(json.dumps({"data": str(data), "rows": rows, "efficiency": table5}, indent=1))
@@ -534,7 +619,7 @@ def calibrate(
     max_step_tokens: Optional[int] = O_STEP_TOKENS, seed: Optional[int] = O_SEED,
     gpu_layers: Optional[int] = O_GPU, threads: Optional[int] = O_THREADS,
     models_file: Optional[Path] = O_MODELS_FILE, context_per_path: Optional[int] = O_CONTEXT,
-    prompt: Optional[str] = O_PROMPT,
+    prompt: Optional[str] = O_PROMPT, concurrency: str = O_CONCURRENCY,
 ):
     """Measure the compute-optimal setting per difficulty bin and budget; write a profile.
 
@@ -546,13 +631,14 @@ def calibrate(
     """
     from dataclasses import replace
 
-    from .calibrate import Setting, calibrate as run_calibration, candidate_settings
-    from .difficulty import Bins, pass_at_1
+    from .calibrate import DIFFICULTY, calibrate as run_calibration, candidate_settings
+    from .difficulty import Bins
     from .profile import saved_profile_path
     from .datasets import read_problems
     try:
         ns = parse_int_list(budgets, "--budgets")
         ms = parse_int_list(beam_widths, "--beam-widths")
+        k = parse_concurrency(concurrency)
         aggs = [a.strip() for a in aggregations.split(",") if a.strip()]
         try:
             bins = Bins(easy=easy, medium=medium)
@@ -565,49 +651,41 @@ def calibrate(
         problems, _ = read_problems(data, problem_key=problem_key, answer_key=answer_key, limit=limit)
         _check_writable(out)
         session = Session({**settings, "strategy": "auto"})  # opens the verifier like a PRM strategy
-        has_verifier = True
-        engines: dict = {}
-
-        def engines_for(cfg):
-            key = (cfg.n, cfg.lookahead)
-            if key not in engines:
-                for old in engines.values():
-                    old[0].close()
-                    if old[1] is not None:
-                        old[1].close()
-                engines.clear()
-                engines[key] = session.open(cfg)
-            return engines[key]
-
-        def solve(setting: Setting, problem):
-            cfg = replace(search_config(settings), **{k: v for k, v in setting.overrides().items() if k != "strategy"})
-            cfg.validate(setting.strategy)
-            engine, verifier = engines_for(cfg)
-            return _solve_one(session, setting.strategy, problem.problem, engine, verifier, cfg)
-
-        def estimate(problem):
-            cfg = replace(search_config(settings), n=samples)
-            engine, _ = engines_for(cfg)
-            result = _solve_one(session, "majority", problem.problem, engine, None, cfg)
-            return pass_at_1(result.candidates, problem.answer)
 
         def plan(budget):
-            return candidate_settings(budget, has_verifier=has_verifier, beam_widths=ms, aggregations=aggs)
+            return candidate_settings(budget, has_verifier=True, beam_widths=ms, aggregations=aggs)
 
+        def job_for(setting):
+            cfg = replace(search_config(settings), **{k: v for k, v in setting.overrides().items() if k != "strategy"})
+            cfg.validate(setting.strategy)
+            return setting.strategy, cfg
+
+        every = [s for b in ns for s in plan(b)] + [candidate_settings(samples, has_verifier=False)[1]]
+        scheduler = session.open([job_for(s) for s in every], k)
+        err_console.print(f"concurrency: {scheduler.max_searches} searches in flight"
+                          f"{' (auto)' if k is None else ''}, {scheduler.engine.n_seq_max} sequence slots",
+                          highlight=False)
         workdir = out.parent / (out.name + ".runs")
         import time as _time
         t0 = _time.perf_counter()
-        with console.status("calibrating...") as status:
-            profile = run_calibration(
-                problems, ns, workdir, estimate=estimate, solve=solve, has_verifier=has_verifier, bins=bins,
-                policy={"name": session.policy_path.stem, "file": str(session.policy_path),
-                        "params": session._model.n_params if session._model else None},
-                prm=session.verifier_name(), settings_for=plan,
-                on_setting=lambda s, i, k: status.update(f"calibrating: {s.key} ({i + 1}/{k})"))
+        counts = {"done": 0}
+        try:
+            with console.status("calibrating...") as status:
+                def on_record(key, rec):
+                    counts["done"] += 1
+                    status.update(f"calibrating: {counts['done']} searches done, {scheduler.in_flight} in flight "
+                                  f"(last: {key}, {rec.get('id')})")
+                profile = run_calibration(
+                    problems, ns, workdir, samples=samples, has_verifier=True, bins=bins,
+                    solve_many=lambda pairs: session.solve_many(scheduler, pairs, job_for),
+                    policy={"name": session.policy_path.stem, "file": str(session.policy_path),
+                            "params": session._model.n_params if session._model else None},
+                    prm=session.verifier_name(), settings_for=plan, on_record=on_record)
+        finally:
+            session.close(scheduler)
         profile.meta["seconds"] = round(_time.perf_counter() - t0, 1)
-        if session._model is not None:
-            profile.policy["params"] = session._model.n_params
         profile.meta["samples"] = samples
+        profile.meta["difficulty_run"] = DIFFICULTY
         profile.save(out)
         saved = saved_profile_path(str(session.policy_path), session.verifier_name())
         saved.parent.mkdir(parents=True, exist_ok=True)

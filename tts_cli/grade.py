@@ -1,7 +1,7 @@
 """Grading a problem set into a results file, one JSON line per problem, resumable.
 
-Each finished problem is appended and flushed at once, so a killed run loses at most the problem
-it was working on. Rerunning with the same file skips what is there; a half-written last line
+Each finished problem is appended and flushed at once, so a killed run loses at most the
+problems it was working on (with --concurrency K, up to K of them, in whatever order they end). Rerunning with the same file skips what is there; a half-written last line
 (the kill came mid-write) is dropped and that problem is redone.
 """
 
@@ -9,12 +9,12 @@ from __future__ import annotations
 
 import json
 import os
-import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Iterable
+from typing import Callable, Iterable, Iterator
 
 from .datasets import BadLine, Problem
+from .engine import EngineError
 from .grading import answers_match
 from .search import SearchResult
 
@@ -91,53 +91,109 @@ class GradeSummary:
         return sum(bool(r["correct"]) for r in g) / len(g) if g else None
 
 
-def grade(problems: Iterable[Problem], out: Path, solve: Callable[[Problem], SearchResult], *,
-          bad_lines: list[BadLine] = (), on_record: Callable[[dict], None] | None = None,
-          on_skip: Callable[[int], None] | None = None) -> GradeSummary:
-    out = Path(out)
+class ResultsFile:
+    """One results file, open for appending: what it holds already, and each new record written
+    and fsynced at once."""
+
+    def __init__(self, path: Path):
+        self.path = Path(path)
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self.records = read_results(self.path)
+            self._f = open(self.path, "a", encoding="utf-8")
+        except OSError as e:
+            raise ResultsError(f"{self.path}: cannot write results ({e.strerror})")
+        self.done = {(r.get("id"), r.get("line")) for r in self.records}
+        self.skipped = 0
+
+    def has(self, problem: Problem) -> bool:
+        return (problem.id, problem.line) in self.done
+
+    def write(self, rec: dict) -> None:
+        self._f.write(json.dumps(rec, ensure_ascii=False) + "\n")
+        self._f.flush()
+        os.fsync(self._f.fileno())
+        self.records.append(rec)
+        self.done.add((rec.get("id"), rec.get("line")))
+
+    def close(self) -> None:
+        self._f.close()
+
+
+# A search failure that is the problem's, not the run's: recorded as an error line, and the
+# batch goes on (a prompt too long for the context, an impossible option for this problem).
+PROBLEM_ERRORS = (ValueError, EngineError)
+
+SolveMany = Callable[[Iterable[tuple[str, Problem]]], Iterator[tuple[tuple[str, Problem], object]]]
+
+
+def grade_runs(problems: Iterable[Problem], runs: dict[str, Path], solve_many: SolveMany, *,
+               bad_lines: list[BadLine] = (), on_record: Callable[[str, dict], None] | None = None,
+               on_skip: Callable[[str, int], None] | None = None) -> dict[str, GradeSummary]:
+    """Grade every problem under every run (a run: a setting with its own results file).
+
+    `solve_many` gets (run, problem) pairs, problem by problem (so one problem's runs are in
+    flight together and share its prompt), and yields ((run, problem), SearchResult or
+    exception) as each search ends, in any order. Each record is appended as it arrives.
+    """
+    files: dict[str, ResultsFile] = {}
     try:
-        out.parent.mkdir(parents=True, exist_ok=True)
-        existing = read_results(out)
-        f = open(out, "a", encoding="utf-8")
-    except OSError as e:
-        raise ResultsError(f"{out}: cannot write results ({e.strerror})")
-    done = {(r.get("id"), r.get("line")) for r in existing}
-    records = list(existing)
-    skipped = 0
+        for key, path in runs.items():
+            files[key] = ResultsFile(path)
+    except ResultsError:
+        for f in files.values():
+            f.close()
+        raise
     interrupted = False
 
-    def write(rec):
-        f.write(json.dumps(rec, ensure_ascii=False) + "\n")
-        f.flush()
-        os.fsync(f.fileno())
-        records.append(rec)
+    def write(key, rec):
+        files[key].write(rec)
         if on_record:
-            on_record(rec)
+            on_record(key, rec)
+
+    def todo():
+        for problem in problems:
+            for key, rf in files.items():
+                if rf.has(problem):
+                    rf.skipped += 1
+                    if on_skip:
+                        on_skip(key, 1)
+                elif not problem.problem.strip():
+                    write(key, record_for(problem, None, error="empty problem text"))
+                else:
+                    yield key, problem
 
     try:
         for bad in bad_lines:  # --skip-bad: recorded as errors, once
-            if (f"line-{bad.line}", bad.line) not in done:
-                write({"id": f"line-{bad.line}", "line": bad.line, "error": bad.error, "correct": False,
-                       "answer": None})
-        for problem in problems:
-            if (problem.id, problem.line) in done:
-                skipped += 1
-                if on_skip:
-                    on_skip(1)
+            for key, rf in files.items():
+                if (f"line-{bad.line}", bad.line) not in rf.done:
+                    write(key, {"id": f"line-{bad.line}", "line": bad.line, "error": bad.error, "correct": False,
+                                "answer": None})
+        for (key, problem), out in solve_many(todo()):
+            if isinstance(out, BaseException):
+                if not isinstance(out, PROBLEM_ERRORS):
+                    raise out
+                write(key, record_for(problem, None, error=str(out)))
                 continue
-            if not problem.problem.strip():
-                write(record_for(problem, None, error="empty problem text"))
-                continue
-            t0 = time.perf_counter()
-            result = solve(problem)
-            rec = record_for(problem, result)
-            rec["seconds"] = round(time.perf_counter() - t0, 3)
-            write(rec)
+            rec = record_for(problem, out)
+            rec["seconds"] = out.compute.get("seconds")
+            write(key, rec)
     except KeyboardInterrupt:
         interrupted = True
     finally:
-        f.close()
-    return GradeSummary(records=records, skipped=skipped, interrupted=interrupted)
+        for f in files.values():
+            f.close()
+    return {key: GradeSummary(records=f.records, skipped=f.skipped, interrupted=interrupted)
+            for key, f in files.items()}
+
+
+def grade(problems: Iterable[Problem], out: Path, solve_many: SolveMany, *, bad_lines: list[BadLine] = (),
+          on_record: Callable[[dict], None] | None = None,
+          on_skip: Callable[[int], None] | None = None) -> GradeSummary:
+    """Grade into one results file (`grade_runs` with one run, named "")."""
+    return grade_runs(problems, {"": out}, solve_many, bad_lines=bad_lines,
+                      on_record=(lambda k, r: on_record(r)) if on_record else None,
+                      on_skip=(lambda k, n: on_skip(n)) if on_skip else None)[""]
 
 
 def summarize(records: list[dict]) -> dict:

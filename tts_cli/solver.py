@@ -1,4 +1,5 @@
-"""Putting a search together: open the policy engine, build the verifier, run a strategy.
+"""Putting searches together: open the policy engine and the verifier, sized for the searches
+that will run on them at once, and run them through the scheduler.
 
 The CLI calls these; tests and scripts can too.
 """
@@ -8,39 +9,62 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from .engine import Engine, EngineError, Model
-from .search import NEEDS_VERIFIER, STRATEGIES, SearchConfig, SearchResult
+from .engine import Engine, EngineError, Model, gpu_offload_supported
+from .search import SearchConfig
+from .search.scheduler import Job, Scheduler, run_search, slots_needed, verifier_slots_needed
 from .verifiers import HEAD_FORMATS, ConfidenceVerifier, JudgeVerifier, Verifier, verifier_from_format
 
 # KV cells reserved per path (prompt + solution). A path that reaches it ends with reason
 # "context". 2048 covers MATH-style solutions of small models; raise it for long ones.
 DEFAULT_CONTEXT_PER_PATH = 2048
+MAX_SEQUENCES = 256  # llama.cpp's limit per context
+
+# --concurrency auto: searches in flight until this many sequences fill a decode. On a GPU a
+# decode of 64+ sequences costs little more than one of 4; on a few CPU cores the gain stops
+# early (see README, "Many problems at once").
+AUTO_SEQUENCES_GPU = 64
+AUTO_SEQUENCES_CPU = 16
 
 
-def policy_slots(config: SearchConfig) -> int:
-    """Sequences a strategy holds at once: N paths (plus lookahead rollouts in beam search)."""
-    return min(256, config.n * (2 if config.lookahead else 1) + 1)
+def auto_concurrency(per_search_slots: int, on_gpu: bool | None = None) -> int:
+    """Searches to keep in flight so that their sequences fill a batch."""
+    if on_gpu is None:
+        on_gpu = gpu_offload_supported()
+    target = AUTO_SEQUENCES_GPU if on_gpu else AUTO_SEQUENCES_CPU
+    return max(1, target // max(1, per_search_slots))
 
 
-def open_policy(model: str | os.PathLike | Model, config: SearchConfig, *, n_gpu_layers: int | None = None,
-                n_threads: int | None = None, context_per_path: int = DEFAULT_CONTEXT_PER_PATH) -> Engine:
-    slots = policy_slots(config)
-    return Engine(model, n_ctx=slots * context_per_path, n_seq_max=slots, n_gpu_layers=n_gpu_layers,
-                  n_threads=n_threads, seed=config.seed)
+def policy_slots(config: SearchConfig, strategy: str = "beam", concurrency: int = 1) -> int:
+    """Sequences the policy engine needs: `concurrency` searches, each its N paths (plus
+    lookahead rollouts), and one more for the prompt cache."""
+    return min(MAX_SEQUENCES, concurrency * slots_needed(strategy, config) + 1)
 
 
-def open_verifier(spec: str | None, policy: Engine, config: SearchConfig, *, n_gpu_layers: int | None = None,
-                  n_threads: int | None = None, context_per_path: int = DEFAULT_CONTEXT_PER_PATH,
-                  prm_entry: dict | None = None) -> Verifier | None:
+def open_policy(model: str | os.PathLike | Model, config: SearchConfig, *, strategy: str = "beam",
+                concurrency: int = 1, n_gpu_layers: int | None = None, n_threads: int | None = None,
+                context_per_path: int = DEFAULT_CONTEXT_PER_PATH, slots: int | None = None) -> Engine:
+    """The policy's engine. Its KV cache is split (one stream per sequence) whatever its size, so
+    a path's arithmetic does not depend on how many other paths or problems share the context:
+    the same seed gives the same answers at any --concurrency and budget."""
+    slots = slots or policy_slots(config, strategy, concurrency)
+    return Engine(model, n_ctx=slots * context_per_path, n_seq_max=slots, kv_unified=False,
+                  n_gpu_layers=n_gpu_layers, n_threads=n_threads, seed=config.seed)
+
+
+def open_verifier(spec: str | None, policy: Engine, config: SearchConfig, *, strategy: str = "beam",
+                  concurrency: int = 1, n_gpu_layers: int | None = None, n_threads: int | None = None,
+                  context_per_path: int = DEFAULT_CONTEXT_PER_PATH, prm_entry: dict | None = None) -> Verifier | None:
     """spec: "confidence", "judge" (the policy model as judge), or a PRM GGUF path described by
     `prm_entry` (a models.yaml entry with a `prm:` block)."""
     if spec is None:
         return None
     if spec == "confidence":
         return ConfidenceVerifier()
-    # A scoring context: node sequences for up to 2N paths; unified, since they share prefixes.
-    slots = min(256, 2 * config.n + 4)
-    n_ctx = (config.n + 2) * context_per_path
+    # A scoring context: node sequences for up to 2N paths per search; unified, since they
+    # share prefixes.
+    per_search = max(verifier_slots_needed("beam", config), 4)
+    slots = min(MAX_SEQUENCES, concurrency * per_search + 4)
+    n_ctx = concurrency * (config.n + 2) * context_per_path
     if spec == "judge":
         engine = Engine(policy.model, n_ctx=n_ctx, n_seq_max=slots, kv_unified=True, n_threads=n_threads)
         return JudgeVerifier(engine, name="judge")
@@ -58,10 +82,5 @@ def open_verifier(spec: str | None, policy: Engine, config: SearchConfig, *, n_g
         raise EngineError(str(e))
 
 
-def run_search(strategy: str, problem: str, policy: Engine, verifier: Verifier | None, config: SearchConfig,
-               on_event=None) -> SearchResult:
-    if strategy not in STRATEGIES:
-        raise ValueError(f"unknown strategy {strategy!r}; choose from {', '.join(STRATEGIES)}")
-    if strategy in NEEDS_VERIFIER and verifier is None:
-        raise ValueError(f"{strategy} needs a verifier (--prm)")
-    return STRATEGIES[strategy](problem, policy, verifier, config, on_event)
+__all__ = ["DEFAULT_CONTEXT_PER_PATH", "Job", "Scheduler", "auto_concurrency", "open_policy", "open_verifier",
+           "policy_slots", "run_search"]

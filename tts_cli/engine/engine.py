@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import time
+from collections import Counter, OrderedDict
 from dataclasses import dataclass, field, replace
 
 import numpy as np
@@ -48,12 +49,16 @@ class Stats:
     tokens_prefilled: int = 0  # prompt/appended tokens evaluated without sampling
     tokens_generated: int = 0  # tokens sampled
     tokens_evaluated: int = 0  # everything that went through llama_decode
-    decode_calls: int = 0
+    decode_calls: float = 0  # per search: its share of the calls it was in (rows / batch rows)
     seconds: float = 0.0
 
     @property
     def flops(self) -> float:
         return 2.0 * self.n_params * self.tokens_evaluated
+
+    def add(self, other: "Stats") -> None:
+        for k in ("tokens_prefilled", "tokens_generated", "tokens_evaluated", "decode_calls", "seconds"):
+            setattr(self, k, getattr(self, k) + getattr(other, k))
 
     def as_dict(self) -> dict:
         return {
@@ -61,7 +66,7 @@ class Stats:
             "tokens_prefilled": self.tokens_prefilled,
             "tokens_generated": self.tokens_generated,
             "tokens_evaluated": self.tokens_evaluated,
-            "decode_calls": self.decode_calls,
+            "decode_calls": round(self.decode_calls, 4),
             "seconds": round(self.seconds, 4),
             "flops": self.flops,
         }
@@ -79,6 +84,7 @@ class Sequence:
     ended: str | None = None  # "eos" or "context": it cannot generate any more
     n_forks: int = 0
     released: bool = False
+    owner: object = None  # whose compute this sequence's tokens are (a search); forks inherit it
 
     @property
     def can_generate(self) -> bool:
@@ -106,13 +112,67 @@ def kv_cells_needed(prompt_tokens: int, n_sequences: int, new_tokens_per_sequenc
     return n_sequences * (prompt_tokens + new_tokens_per_sequence + 16)
 
 
+class StepBatch:
+    """The next step of some sequences, in progress. `Engine.advance` moves every live sequence of
+    many batches on by one token in one llama_decode; a batch is done when all its sequences
+    have ended their step. (`Engine.generate` is one batch advanced until done.)"""
+
+    def __init__(self, seqs: list[Sequence], stop: tuple[str, ...] | list[str], max_tokens: int):
+        self.seqs = seqs
+        self.stop_b = [s.encode("utf-8") for s in stop if s]
+        self.max_tokens = max_tokens
+        self.bufs = [bytearray() for _ in seqs]
+        self.tokens: list[list[int]] = [[] for _ in seqs]
+        self.logprobs: list[list[float]] = [[] for _ in seqs]
+        self.reasons: list[str | None] = [None] * len(seqs)
+        for i, s in enumerate(seqs):
+            if s.released:
+                raise EngineError("cannot generate from a released sequence")
+            if not s.can_generate:
+                self.reasons[i] = s.ended or "eos"
+        self.live = [i for i in range(len(seqs)) if self.reasons[i] is None]
+        if len(set(seqs[i].slot for i in self.live)) != len(self.live):
+            raise EngineError("the same sequence was passed twice")
+
+    @property
+    def done(self) -> bool:
+        return not self.live
+
+    def end(self, i: int, reason: str) -> None:
+        self.reasons[i] = reason
+
+    def take(self, i: int, tok: int, lp: float, piece: bytes) -> bool:
+        """Record sequence i's new token; True while its step goes on."""
+        self.tokens[i].append(tok)
+        self.logprobs[i].append(lp)
+        buf = self.bufs[i]
+        buf += piece
+        stop_b = self.stop_b
+        if stop_b and any(sb in buf[max(0, len(buf) - len(piece) - len(sb) + 1):] for sb in stop_b):
+            self.reasons[i] = "stop"
+        elif len(self.tokens[i]) >= self.max_tokens:
+            self.reasons[i] = "length"
+        return self.reasons[i] is None
+
+    def steps(self) -> list[Step]:
+        return [Step(text=bytes(self.bufs[i]).decode("utf-8", "replace"), tokens=self.tokens[i],
+                     logprobs=self.logprobs[i], stop_reason=self.reasons[i]) for i in range(len(self.seqs))]
+
+
 class Engine:
     """One model, one context, up to n_seq_max live sequences.
 
     Verbs: start (prefill a prompt once), fork (k children sharing the KV prefix), extend
     (append text/tokens to many sequences in one batch), generate (the next step of many
-    sequences, one llama_decode per token position), release.
+    sequences, one llama_decode per token position; `begin_step` + `advance` do the same for
+    steps of many callers at once), release.
+
+    Compute is counted in total (`stats`) and per owner (`usage[owner]`, an owner being a
+    search): a llama_decode shared by several owners is split by the rows each had in it, so
+    the owners' counters add up to the totals.
     """
+
+    PROMPT_CACHE_SIZE = 4  # prompts kept for later searches on the same problem
 
     def __init__(self, model: str | os.PathLike | Model, *, n_ctx: int = 8192, n_seq_max: int = 16,
                  n_gpu_layers: int | None = None, n_threads: int | None = None,
@@ -134,8 +194,10 @@ class Engine:
             prefill_chunk = self.ctx.n_batch if self.model.offloaded else 63
         self.prefill_chunk = max(1, min(prefill_chunk, self.ctx.n_batch))
         self.stats = Stats(n_params=self.model.n_params)
+        self.usage: dict[object, Stats] = {}
         self._free_slots = list(range(n_seq_max - 1, -1, -1))
-        self._prompt_cache: Sequence | None = None
+        self._live: dict[int, Sequence] = {}  # slot -> sequence
+        self._prompt_cache: OrderedDict[tuple[int, ...], Sequence] = OrderedDict()
         self._n_started = 0
 
     # --- information ----------------------------------------------------------------------
@@ -145,8 +207,16 @@ class Engine:
 
     @property
     def free_slots(self) -> int:
-        """Slots a caller can still take (the cached prompt's slot counts as free)."""
-        return len(self._free_slots) + (self._prompt_cache is not None)
+        """Slots a caller can still take (cached prompts give way when needed)."""
+        return len(self._free_slots) + len(self._prompt_cache)
+
+    def live_sequences(self, owner=None) -> list[Sequence]:
+        """Sequences not released (cached prompts excluded); only `owner`'s when given."""
+        cached = {id(s) for s in self._prompt_cache.values()}
+        return [s for s in self._live.values() if id(s) not in cached and (owner is None or s.owner == owner)]
+
+    def usage_of(self, owner) -> Stats:
+        return self.usage.get(owner) or Stats(n_params=self.model.n_params)
 
     def tokenize(self, text: str, *, add_special: bool = False) -> list[int]:
         return self.model.tokenize(text, add_special=add_special, parse_special=True)
@@ -160,51 +230,60 @@ class Engine:
 
     # --- sequence lifecycle ---------------------------------------------------------------
     def _take_slot(self) -> int:
-        if not self._free_slots and self._prompt_cache is not None:
-            self.release(self._prompt_cache)  # the cached prompt gives way to live sequences
-            self._prompt_cache = None
+        if not self._free_slots and self._prompt_cache:
+            _, oldest = self._prompt_cache.popitem(last=False)  # cached prompts give way
+            self.release(oldest)
         if not self._free_slots:
             raise EngineError(f"all {self.n_seq_max} sequence slots are in use; release some or "
                               "create the engine with a larger n_seq_max")
         return self._free_slots.pop()
 
-    def start(self, prompt: str | list[int], sampling: Sampling | None = None, *, cache: bool = False) -> Sequence:
+    def _new_sequence(self, sampling: Sampling, owner, parent: Sequence | None = None) -> Sequence:
+        seq = Sequence(slot=self._take_slot(), sampling=sampling, owner=owner)
+        if parent is not None:
+            seq.tokens, seq.n_past, seq.pending, seq.ended = list(parent.tokens), parent.n_past, parent.pending, parent.ended
+        self._live[seq.slot] = seq
+        self.ctx.seq_remove(seq.slot)
+        if parent is not None:
+            self.ctx.seq_copy(parent.slot, seq.slot)
+        self.ctx.set_sampling(seq.slot, sampling)
+        return seq
+
+    def start(self, prompt: str | list[int], sampling: Sampling | None = None, *, cache: bool = False,
+              owner=None) -> Sequence:
         """A new sequence holding `prompt` (text is tokenized with the model's BOS rules).
 
-        cache=True keeps a copy of the prompt's KV cells (one slot): the next cache=True start
-        with the same prompt forks it instead of prefilling again (a search that runs in two
-        stages, or several searches on one problem, read the prompt once).
+        cache=True keeps a copy of the prompt's KV cells (one slot, up to PROMPT_CACHE_SIZE
+        prompts): a later cache=True start with the same prompt forks it instead of prefilling
+        again (a search that runs in two stages, or several searches on one problem, read the
+        prompt once; the prefill is counted for the owner that did it).
         """
         tokens = self.tokenize(prompt, add_special=True) if isinstance(prompt, str) else list(prompt)
-        cached = self._prompt_cache
-        if cache and cached is not None and cached.tokens == tokens:
-            if sampling is None:
-                sampling = Sampling(seed=derive_seed(self.seed, 0, self._n_started))
-            self._n_started += 1
-            return self.fork(cached, 1, sampling)[0]
+        if sampling is None:
+            sampling = Sampling(seed=derive_seed(self.seed, 0, self._n_started))
+        self._n_started += 1
+        key = tuple(tokens)
+        cached = self._prompt_cache.get(key) if cache else None
+        if cached is not None:
+            self._prompt_cache.move_to_end(key)
+            return self._new_sequence(sampling, owner, parent=cached)
         if not tokens:
             raise EngineError("empty prompt")
         if len(tokens) >= self.ctx.n_ctx_seq:
             raise EngineError(f"prompt of {len(tokens)} tokens does not fit the context "
                               f"({self.ctx.n_ctx_seq} tokens per sequence)")
-        if sampling is None:
-            sampling = Sampling(seed=derive_seed(self.seed, 0, self._n_started))
-        self._n_started += 1
-        seq = Sequence(slot=self._take_slot(), sampling=sampling)
-        self.ctx.seq_remove(seq.slot)
-        self.ctx.set_sampling(seq.slot, sampling)
+        seq = self._new_sequence(sampling, owner)
         self.extend([(seq, tokens)])
         if cache and seq.ended is None:
-            if cached is not None:
-                self.release(cached)
-                self._prompt_cache = None
+            while len(self._prompt_cache) >= self.PROMPT_CACHE_SIZE or (not self._free_slots and self._prompt_cache):
+                self.release(self._prompt_cache.popitem(last=False)[1])
             if self._free_slots:
-                self._prompt_cache = self.fork(seq, 1, sampling)[0]
-                seq.n_forks -= 1  # the cache copy must not shift the seeds of seq's children
+                self._prompt_cache[key] = self._new_sequence(sampling, None, parent=seq)
         return seq
 
     def fork(self, seq: Sequence, k: int, sampling: Sampling | list[Sampling] | None = None) -> list[Sequence]:
-        """k children that share everything `seq` holds; each gets its own sampler seed."""
+        """k children that share everything `seq` holds (and its owner); each gets its own sampler
+        seed."""
         if seq.released:
             raise EngineError("cannot fork a released sequence")
         children = []
@@ -215,12 +294,7 @@ class Engine:
                 s = sampling
             else:
                 s = replace(seq.sampling, seed=derive_seed(seq.sampling.seed, seq.n_forks, i))
-            child = Sequence(slot=self._take_slot(), sampling=s, tokens=list(seq.tokens),
-                             n_past=seq.n_past, pending=seq.pending, ended=seq.ended)
-            self.ctx.seq_remove(child.slot)
-            self.ctx.seq_copy(seq.slot, child.slot)
-            self.ctx.set_sampling(child.slot, s)
-            children.append(child)
+            children.append(self._new_sequence(s, seq.owner, parent=seq))
         seq.n_forks += 1
         return children
 
@@ -229,11 +303,38 @@ class Engine:
             return
         self.ctx.seq_remove(seq.slot)
         seq.released = True
+        self._live.pop(seq.slot, None)
         self._free_slots.append(seq.slot)
 
     def release_all(self, seqs) -> None:
         for s in seqs:
             self.release(s)
+
+    def release_owner(self, owner) -> int:
+        """Release every live sequence of `owner` (a search that ended, however it ended)."""
+        seqs = self.live_sequences(owner)
+        self.release_all(seqs)
+        return len(seqs)
+
+    # --- compute accounting -----------------------------------------------------------------
+    def _charge(self, owners: list, seconds: float, kind: str) -> None:
+        """Count one llama_decode of len(owners) rows, in total and per owner. kind: prefilled
+        or generated."""
+        n = len(owners)
+        self.stats.decode_calls += 1
+        self.stats.seconds += seconds
+        self.stats.tokens_evaluated += n
+        setattr(self.stats, f"tokens_{kind}", getattr(self.stats, f"tokens_{kind}") + n)
+        if not n:
+            return
+        for owner, k in Counter(owners).items():
+            u = self.usage.get(owner)
+            if u is None:
+                u = self.usage[owner] = Stats(n_params=self.model.n_params)
+            u.decode_calls += k / n
+            u.seconds += seconds * k / n
+            u.tokens_evaluated += k
+            setattr(u, f"tokens_{kind}", getattr(u, f"tokens_{kind}") + k)
 
     # --- evaluation -----------------------------------------------------------------------
     def extend(self, items: list[tuple[Sequence, str | list[int]]]) -> None:
@@ -242,7 +343,6 @@ class Engine:
         A sequence that would outgrow its context is marked ended with reason "context" and
         keeps what it had.
         """
-        t0 = time.perf_counter()
         work = []  # (seq, tokens to evaluate now)
         for seq, add in items:
             if seq.released:
@@ -252,7 +352,7 @@ class Engine:
                 raise EngineError(f"token id outside the vocabulary (0..{self.model.n_vocab - 1})")
             if not new or seq.ended is not None:
                 continue
-            if seq.n_past + len(new) + 1 > self.ctx.n_ctx_seq:
+            if not self._fits(seq, len(new)):
                 seq.ended = "context"
                 continue
             evaluate = ([seq.pending] if seq.pending is not None else []) + new[:-1]
@@ -260,7 +360,6 @@ class Engine:
             seq.pending = new[-1]
             work.append((seq, evaluate))
         self._prefill(work)
-        self.stats.seconds += time.perf_counter() - t0
 
     def commit(self, seqs: list[Sequence]) -> None:
         """Evaluate the pending tokens of `seqs` now, in shared batches, without sampling.
@@ -269,14 +368,17 @@ class Engine:
         then share the token's KV cell instead of each evaluating it again. (Sequences that will
         generate keep theirs pending: each child needs that row anyway to sample its own token.)
         """
-        t0 = time.perf_counter()
         work = []
         for seq in seqs:
             if seq.pending is not None and seq.ended is None and not seq.released:
                 work.append((seq, [seq.pending]))
                 seq.pending = None
         self._prefill(work)
-        self.stats.seconds += time.perf_counter() - t0
+
+    def _fits(self, seq: Sequence, k: int = 1) -> bool:
+        """Whether `seq` can take k more tokens (its pending one included) and still have a cell
+        left for the token after them: the one place that decides the context limit."""
+        return seq.n_past + k + 1 <= self.ctx.n_ctx_seq
 
     def _prefill(self, work: list[tuple[Sequence, list[int]]]) -> None:
         n_batch = self.prefill_chunk
@@ -288,13 +390,13 @@ class Engine:
         def flush():
             if not tokens:
                 return
+            t0 = time.perf_counter()
             rc = self.ctx.decode(tokens, pos, slots, outputs=False)
-            self.stats.decode_calls += 1
             if rc != 0:
+                self._charge([], time.perf_counter() - t0, "prefilled")
                 self._fail_prefill(rc, owners)
             else:
-                self.stats.tokens_prefilled += len(tokens)
-                self.stats.tokens_evaluated += len(tokens)
+                self._charge([s.owner for s in owners], time.perf_counter() - t0, "prefilled")
             tokens.clear(), pos.clear(), slots.clear(), owners.clear()
 
         for seq, evaluate in work:
@@ -325,69 +427,58 @@ class Engine:
         max_tokens ("length"), or when its context is full ("context"). The stop string stays in
         the step text, so the steps of a sequence concatenate to its full text.
         """
+        batch = self.begin_step(seqs, stop=stop, max_tokens=max_tokens)
+        while not batch.done:
+            self.advance([batch])
+        return batch.steps()
+
+    def begin_step(self, seqs: list[Sequence], *, stop: tuple[str, ...] | list[str] = ("\n\n",),
+                   max_tokens: int = 256) -> StepBatch:
+        """The next step of `seqs`, to be moved on by `advance` (with other callers' steps)."""
+        return StepBatch(seqs, stop, max_tokens)
+
+    def advance(self, batches: list[StepBatch]) -> None:
+        """One token for every live sequence of every batch, in one llama_decode."""
+        for b in batches:  # a sequence at the end of its context cannot take another token
+            for i in [i for i in b.live if not self._fits(b.seqs[i])]:
+                b.end(i, "context")
+                b.seqs[i].ended = "context"
+            b.live = [i for i in b.live if b.reasons[i] is None]
+        rows = [(b, i) for b in batches for i in b.live]
+        if not rows:
+            return
+        seqs = [b.seqs[i] for b, i in rows]
+        if len({s.slot for s in seqs}) != len(seqs):
+            raise EngineError("the same sequence is in two steps at once")
         t0 = time.perf_counter()
-        stop_b = [s.encode("utf-8") for s in stop if s]
-        n_ctx_seq = self.ctx.n_ctx_seq
+        rc = self.ctx.decode([s.pending for s in seqs], [s.n_past for s in seqs], [s.slot for s in seqs],
+                             outputs=True)
+        if rc == 1:  # the KV cache is full: no sequence of this batch can take a token
+            self._charge([], time.perf_counter() - t0, "generated")
+            for b, i in rows:
+                b.end(i, "context")
+                b.seqs[i].ended = "context"
+            for b in batches:
+                b.live = []
+            return
+        if rc != 0:
+            raise EngineError(f"llama_decode failed with status {rc}")
+        toks, lps = self.ctx.sample([s.slot for s in seqs], [s.sampling.greedy for s in seqs])
+        self._charge([s.owner for s in seqs], time.perf_counter() - t0, "generated")
         pieces = self.model.pieces
         is_eog = self.model.is_eog
-        bufs = [bytearray() for _ in seqs]
-        new_tokens: list[list[int]] = [[] for _ in seqs]
-        new_logprobs: list[list[float]] = [[] for _ in seqs]
-        reasons: list[str | None] = [None] * len(seqs)
-        for i, s in enumerate(seqs):
-            if s.released:
-                raise EngineError("cannot generate from a released sequence")
-            if not s.can_generate:
-                reasons[i] = s.ended or "eos"
-        live = [i for i in range(len(seqs)) if reasons[i] is None]
-        if len(set(seqs[i].slot for i in live)) != len(live):
-            raise EngineError("the same sequence was passed twice")
-
-        while live:
-            # A sequence at the end of its context cannot take another token.
-            for i in [i for i in live if seqs[i].n_past + 1 > n_ctx_seq - 1]:
-                reasons[i] = seqs[i].ended = "context"
-            live = [i for i in live if reasons[i] is None]
-            if not live:
-                break
-            batch = [seqs[i] for i in live]
-            rc = self.ctx.decode([s.pending for s in batch], [s.n_past for s in batch],
-                                 [s.slot for s in batch], outputs=True)
-            self.stats.decode_calls += 1
-            if rc == 1:
-                # The KV cache is full: no sequence of this batch can take a token.
-                for i in live:
-                    reasons[i] = seqs[i].ended = "context"
-                break
-            if rc != 0:
-                raise EngineError(f"llama_decode failed with status {rc}")
-            self.stats.tokens_evaluated += len(batch)
-            toks, lps = self.ctx.sample([s.slot for s in batch], [s.sampling.greedy for s in batch])
-            self.stats.tokens_generated += len(batch)
-            still = []
-            for i, s, tok, lp in zip(live, batch, toks, lps):
-                s.n_past += 1
-                if is_eog[tok]:  # not part of the text: the sequence just ends
-                    s.pending = None
-                    s.ended = reasons[i] = "eos"
-                    continue
-                new_tokens[i].append(tok)
-                new_logprobs[i].append(lp)
-                s.tokens.append(tok)
-                s.pending = tok
-                buf = bufs[i]
-                piece = pieces[tok]
-                buf += piece
-                if stop_b and any(sb in buf[max(0, len(buf) - len(piece) - len(sb) + 1):] for sb in stop_b):
-                    reasons[i] = "stop"
-                elif len(new_tokens[i]) >= max_tokens:
-                    reasons[i] = "length"
-                else:
-                    still.append(i)
-            live = still
-        self.stats.seconds += time.perf_counter() - t0
-        return [Step(text=bytes(bufs[i]).decode("utf-8", "replace"), tokens=new_tokens[i],
-                     logprobs=new_logprobs[i], stop_reason=reasons[i]) for i in range(len(seqs))]
+        for (b, i), s, tok, lp in zip(rows, seqs, toks, lps):
+            s.n_past += 1
+            if is_eog[tok]:  # not part of the text: the sequence just ends
+                s.pending = None
+                s.ended = "eos"
+                b.end(i, "eos")
+                continue
+            s.tokens.append(tok)
+            s.pending = tok
+            b.take(i, tok, lp, pieces[tok])
+        for b in batches:
+            b.live = [i for i in b.live if b.reasons[i] is None]
 
     def next_token_logprobs(self, seqs: list[Sequence], token_ids: list[int]) -> list[list[float]]:
         """log P(t) for each t in token_ids at the position after each sequence's last token,
@@ -411,7 +502,6 @@ class Engine:
         return np.array(rows, dtype=np.float32).reshape(len(seqs), self.model.n_embd)
 
     def _evaluate_last(self, seqs: list[Sequence], read) -> list:
-        t0 = time.perf_counter()
         if not seqs:
             return []
         for s in seqs:
@@ -419,24 +509,22 @@ class Engine:
                 raise EngineError("reading a position needs live sequences with a pending token")
             if not s.sampling.greedy:
                 raise EngineError("reading a position needs greedy sequences")
-            if s.n_past + 1 > self.ctx.n_ctx_seq - 1:
+            if not self._fits(s):
                 raise EngineError("sequence is at the end of its context")
         out: list = []
         chunk = self.prefill_chunk
         for i in range(0, len(seqs), chunk):
             part = seqs[i:i + chunk]
             slots = [s.slot for s in part]
+            t0 = time.perf_counter()
             rc = self.ctx.decode([s.pending for s in part], [s.n_past for s in part], slots, outputs=True)
-            self.stats.decode_calls += 1
             if rc != 0:
                 raise EngineError("the KV cache is full" if rc == 1 else f"llama_decode failed with status {rc}")
-            self.stats.tokens_evaluated += len(part)
-            self.stats.tokens_prefilled += len(part)
             out.extend(read(slots))
+            self._charge([s.owner for s in part], time.perf_counter() - t0, "prefilled")
             for s in part:
                 s.n_past += 1
                 s.pending = None
-        self.stats.seconds += time.perf_counter() - t0
         return out
 
     def close(self) -> None:
@@ -449,4 +537,3 @@ class Engine:
 
     def __exit__(self, *exc):
         self.close()
-

@@ -4,8 +4,9 @@
    online estimate of the policy's pass@1, binned easy / medium / hard.
 2. Look the bin and the budget up in a `tts calibrate` profile (or, without one, fall back to the
    paper's findings for the policy's size) and run the chosen setting with the rest of the budget.
-3. The probe's paths stay candidates: the final answer is chosen over both stages, and the
-   probe's compute is counted.
+3. The probe's paths stay candidates: the final answer is chosen over both stages. Both stages
+   are one search: its compute (probe included) is counted by the scheduler; each stage samples
+   from its own seed stream, so the second stage never repeats the probe's paths.
 """
 
 from __future__ import annotations
@@ -15,14 +16,15 @@ from dataclasses import replace
 from ..difficulty import Bins, agreement
 from ..profile import Profile, default_choice
 from .best_of_n import best_of_n
-from .common import choose_answer, group_answers
+from .common import Search, choose_answer, group_answers
 from .majority import majority
 from .types import SearchConfig, SearchResult
 
 
-def auto(problem: str, engine, verifier, config: SearchConfig, on_event=None) -> SearchResult:
+def auto(search: Search, config: SearchConfig):
     from . import NEEDS_VERIFIER, STRATEGIES
 
+    engine, verifier = search.engine, search.verifier
     config.validate("auto")
     notes = []
     profile = Profile.load(config.profile) if config.profile else None
@@ -35,7 +37,7 @@ def auto(problem: str, engine, verifier, config: SearchConfig, on_event=None) ->
 
     probe_n = min(config.probe or min(4, max(2, config.n // 4)), config.n)
     probe_cfg = replace(config, n=probe_n, profile=None)
-    probe = (best_of_n if verifier is not None else majority)(problem, engine, verifier, probe_cfg, on_event)
+    probe = yield from (best_of_n if verifier is not None else majority)(search, probe_cfg)
     estimate = agreement(probe.candidates)
     bins = profile.bins if profile else Bins()
     difficulty = bins.of(estimate)
@@ -61,7 +63,7 @@ def auto(problem: str, engine, verifier, config: SearchConfig, on_event=None) ->
     if rest >= 1 and not (strategy in ("beam", "dvts") and rest < rest_cfg.beam_width):
         if strategy in NEEDS_VERIFIER and verifier is None:
             strategy = "majority"
-        second = STRATEGIES[strategy](problem, engine, verifier, replace(rest_cfg, n=rest), on_event)
+        second = yield from STRATEGIES[strategy](search, replace(rest_cfg, n=rest))
     else:
         notes.append(f"the probe used the whole budget (N={config.n}): no second stage")
 
@@ -84,7 +86,7 @@ def _selection(strategy: str, cfg: SearchConfig, verifier) -> str:
 
 
 def merge(first: SearchResult, second: SearchResult | None, select: str) -> SearchResult:
-    """One result from two stages: trees joined at the root, candidates pooled, compute summed."""
+    """One result from two stages: trees joined at the root, candidates pooled."""
     if second is None:
         first.answer = choose_answer(first.candidates, first.votes, "majority" if select == "last" else select)
         return first
@@ -94,25 +96,11 @@ def merge(first: SearchResult, second: SearchResult | None, select: str) -> Sear
         tree.append(replace(node, id=node.id + offset, parent=0 if node.parent == 0 else node.parent + offset))
     candidates = first.candidates + [replace(c, node_id=c.node_id + offset) for c in second.candidates]
     votes = group_answers(candidates)
-    compute = _sum_compute(first.compute, second.compute)
     answer = second.answer if select == "last" else choose_answer(candidates, votes, select)
     return SearchResult(problem=first.problem, strategy=second.strategy, config=second.config,
                         answer=answer, candidates=candidates, tree=tree,
-                        votes=votes, compute=compute, verifier=first.verifier or second.verifier,
+                        votes=votes, compute={}, verifier=first.verifier or second.verifier,
                         notes=first.notes + [n for n in second.notes if n not in first.notes])
-
-
-def _sum_compute(a: dict, b: dict) -> dict:
-    out: dict = {}
-    for key in set(a) | set(b):
-        x, y = a.get(key), b.get(key)
-        if isinstance(x, dict) or isinstance(y, dict):
-            out[key] = _sum_compute(x or {}, y or {})
-        elif key == "n_params":
-            out[key] = x if x is not None else y
-        else:
-            out[key] = (x or 0) + (y or 0)
-    return out
 
 
 __all__ = ["auto", "merge"]

@@ -10,21 +10,21 @@ score is that of its path after k more greedy steps.
 from __future__ import annotations
 
 from ..verifiers.base import StepToScore
-from .common import Path, Run
-from .types import SearchConfig, SearchResult
+from .common import Path, Run, Search
+from .types import SearchConfig
 
 
-def beam(problem: str, engine, verifier, config: SearchConfig, on_event=None) -> SearchResult:
-    run = Run("beam", problem, engine, verifier, config, on_event)
+def beam(search: Search, config: SearchConfig):
+    run = search.run("beam", config)
     n, m = config.n, config.beam_width
     keep = n // m
     active = run.spread(run.start(), n)
     n_finished = 0
     while active:
-        nodes = run.step(active)
-        run.score(nodes)
+        nodes = yield from run.step(active)
+        yield from run.score(nodes)
         if config.lookahead:
-            rescore_with_lookahead(run, [p for p in active if p.node.state != "finished"], config.lookahead)
+            yield from rescore_with_lookahead(run, [p for p in active if p.node.state != "finished"], config.lookahead)
         run.forget_scores(sorted({node.parent for node in nodes}))  # no path extends them any more
 
         done = [p for p in active if p.node.state == "finished"]
@@ -42,19 +42,17 @@ def beam(problem: str, engine, verifier, config: SearchConfig, on_event=None) ->
     return run.result(config.selection)
 
 
-def rescore_with_lookahead(run: Run, paths: list[Path], k: int) -> None:
+def rescore_with_lookahead(run: Run, paths: list[Path], k: int):
     """Replace each candidate's score by the score of its path after k more greedy steps. The
     rollout is scored as one extra step on top of the candidate and then thrown away."""
     if not paths:
         return
-    greedy = run.sampling(greedy=True)
-    rollouts = [run.engine.fork(p.seq, 1, greedy)[0] for p in paths]
+    rollouts = [run.engine.fork(p.seq, 1, run.sampling(greedy=True))[0] for p in paths]
     texts = ["" for _ in paths]
     logprobs: list[list[float]] = [[] for _ in paths]
     live = list(range(len(paths)))
     for _ in range(k):
-        steps = run.engine.generate([rollouts[i] for i in live], stop=[run.config.step_delimiter],
-                                    max_tokens=run.config.max_step_tokens)
+        steps = yield from run.generate([rollouts[i] for i in live])
         for i, st in zip(list(live), steps):
             texts[i] += st.text
             logprobs[i] += st.logprobs
@@ -62,13 +60,12 @@ def rescore_with_lookahead(run: Run, paths: list[Path], k: int) -> None:
                 live.remove(i)
         if not live:
             break
-    for seq in rollouts:
-        run.engine.release(seq)
+    run.engine.release_all(rollouts)
     temp_ids = [-(i + 1) for i in range(len(paths))]
-    items = [StepToScore(node_id=t, parent_id=p.node.id, text=text, logprobs=lp)
+    items = [StepToScore(key=run.key, node_id=t, parent_id=p.node.id, text=text, logprobs=lp)
              for t, p, text, lp in zip(temp_ids, paths, texts, logprobs) if text]
-    scores = dict(zip([it.node_id for it in items], run.verifier.score(run.problem, items)))
-    run.verifier.forget(temp_ids)
+    scores = dict(zip([it.node_id for it in items], (yield from run.score_items(items))))
+    run.forget_scores(temp_ids)
     for t, p in zip(temp_ids, paths):
         if t in scores:
             p.node.score = scores[t]

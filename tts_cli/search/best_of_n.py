@@ -3,16 +3,16 @@ best path) or PRM-Vote (the answer whose paths' scores sum highest)."""
 
 from __future__ import annotations
 
-from .common import Run
-from .types import SearchConfig, SearchResult
+from .common import Search
+from .types import SearchConfig
 
 
-def best_of_n(problem: str, engine, verifier, config: SearchConfig, on_event=None) -> SearchResult:
-    run = Run("best_of_n", problem, engine, verifier, config, on_event)
+def best_of_n(search: Search, config: SearchConfig):
+    run = search.run("best_of_n", config)
     active = run.spread(run.start(), config.n)
     while active:
-        nodes = run.step(active)
-        run.score(nodes)
+        nodes = yield from run.step(active)
+        yield from run.score(nodes)
         run.forget_scores([n.parent for n in nodes])  # each path has one child: parents are done
         done = [p for p in active if p.node.state == "finished"]
         run.finish(done)

@@ -1,22 +1,23 @@
 """What every strategy shares: the prompt, the tree, stepping paths, scoring, and answers.
 
-A strategy keeps a list of `Path`s (an engine sequence and the tree node it has reached) and
-calls `Run.step(paths)` to generate every path's next step in one batched engine call,
-`Run.score(nodes)` to have the verifier score new steps, and `Run.prune` / `Run.finish` to record
-what it decided. `Run.result` turns the finished paths into a SearchResult.
+A strategy is a generator function `strategy(search, config)`: it keeps a list of `Path`s (an
+engine sequence and the tree node it has reached) and pauses where it needs work done:
+`nodes = yield from run.step(paths)` (every path's next step) and `yield from run.score(nodes)`
+(verifier scores for new steps). The scheduler (scheduler.py) answers those requests for many
+searches at once; `Run.prune` / `Run.finish` record what the strategy decided, and `Run.result`
+turns the finished paths into a SearchResult.
 """
 
 from __future__ import annotations
 
 import math
-import time
 from dataclasses import dataclass
 
-from ..engine import Sampling, Sequence
+from ..engine import Sampling, Sequence, Step, derive_seed
 from ..engine.chat import few_shot_prompt, render_chat
 from ..grading import answers_match, extract_answer, has_boxed_answer
 from ..verifiers.base import StepToScore, Verifier
-from .types import Candidate, Event, EventHandler, Node, SearchConfig, SearchResult
+from .types import Candidate, Event, EventHandler, Generate, Node, Score, SearchConfig, SearchResult
 
 
 @dataclass(eq=False)
@@ -39,31 +40,62 @@ def aggregate(scores: list[float], how: str) -> float | None:
     raise ValueError(f"unknown aggregation {how!r}")
 
 
-class Run:
-    def __init__(self, strategy: str, problem: str, engine, verifier: Verifier | None,
-                 config: SearchConfig, on_event: EventHandler | None = None):
-        config.validate(strategy)
-        self.strategy = strategy
+class Search:
+    """One search in flight: its problem, the policy engine and verifier it runs on, its key
+    (owner of its sequences, its verifier state and its compute) and its stages (auto runs a
+    probe, then a second strategy). Strategies get it; the scheduler creates and drives it."""
+
+    def __init__(self, problem: str, engine, verifier: Verifier | None = None, *, key=0,
+                 on_event: EventHandler | None = None):
         self.problem = problem
         self.engine = engine
         self.verifier = verifier
-        self.config = config
+        self.key = key
         self.on_event = on_event
+        self.stages = 0
+
+    def run(self, strategy: str, config: SearchConfig, *, use_verifier: bool = True) -> "Run":
+        """A new stage: its own tree, verifier state and seed stream."""
+        self.stages += 1
+        return Run(strategy, self, config, stage=self.stages - 1, use_verifier=use_verifier)
+
+    def close(self) -> None:
+        """Release whatever the search still holds (it ended, or failed half-way)."""
+        self.engine.release_owner(self.key)
+        if self.verifier is not None:
+            for stage in range(self.stages):
+                self.verifier.end((self.key, stage))
+
+
+class Run:
+    """One stage of a search: the tree it grows and the verbs strategies use."""
+
+    def __init__(self, strategy: str, search: Search, config: SearchConfig, *, stage: int = 0,
+                 use_verifier: bool = True):
+        config.validate(strategy)
+        self.strategy = strategy
+        self.search = search
+        self.problem = search.problem
+        self.engine = search.engine
+        self.verifier = search.verifier if use_verifier else None
+        self.config = config
+        self.on_event = search.on_event
+        self.key = (search.key, stage)  # the verifier's state for this stage
+        # Each stage samples from its own stream: a second stage that starts from the cached
+        # prompt must not re-sample the first stage's paths.
+        self.seed = config.seed if stage == 0 else derive_seed(config.seed, 1 << 20, stage)
         self.tree: list[Node] = [Node(id=0, parent=None, depth=0, step="", state="root")]
         self.finished: list[Node] = []
         self.logprobs: dict[int, list[float]] = {}
-        has_template = getattr(engine.model, "chat_template", None) is not None
+        has_template = getattr(self.engine.model, "chat_template", None) is not None
         self.few_shot = config.prompt == "few-shot" or (config.prompt == "auto" and not has_template)
-        self._t0 = time.perf_counter()
-        self._policy_before = _snapshot(engine)
-        self._verifier_before = _snapshot(verifier)
-        if verifier is not None:
-            verifier.begin(problem)
+        if self.verifier is not None:
+            self.verifier.begin(self.key, self.problem)
 
     # --- sampling settings ---------------------------------------------------------------
     def sampling(self, greedy: bool = False) -> Sampling:
         c = self.config
-        return Sampling(temperature=0.0 if greedy else c.temperature, top_p=c.top_p, top_k=c.top_k, seed=c.seed)
+        return Sampling(temperature=0.0 if greedy else c.temperature, top_p=c.top_p, top_k=c.top_k, seed=self.seed)
 
     def prompt(self) -> str:
         if self.few_shot:
@@ -75,8 +107,9 @@ class Run:
         return render_chat(self.engine.model, messages)
 
     def start(self, greedy: bool = False) -> Path:
-        """The root path: the prompt, prefilled once."""
-        return Path(self.engine.start(self.prompt(), self.sampling(greedy), cache=True), self.tree[0])
+        """The root path: the prompt, prefilled once (and cached for other searches on it)."""
+        seq = self.engine.start(self.prompt(), self.sampling(greedy), cache=True, owner=self.search.key)
+        return Path(seq, self.tree[0])
 
     def spread(self, path: Path, k: int) -> list[Path]:
         """k paths continuing `path`: the path itself and k-1 forks sharing its KV cache."""
@@ -110,13 +143,17 @@ class Run:
         return "".join(n.step for n in self.path_nodes(node))
 
     # --- stepping ----------------------------------------------------------------------------
-    def step(self, paths: list[Path]) -> list[Node]:
+    def generate(self, seqs: list[Sequence]):
+        """Ask for the next step of raw sequences (lookahead rollouts); returns engine Steps."""
+        if not seqs:
+            return []
+        steps: list[Step] = yield Generate(list(seqs), [self.config.step_delimiter], self.config.max_step_tokens)
+        return steps
+
+    def step(self, paths: list[Path]):
         """Generate the next step of every path together; each path moves to its new node.
         Nodes that end their path are marked finished (not yet recorded as candidates)."""
-        if not paths:
-            return []
-        c = self.config
-        steps = self.engine.generate([p.seq for p in paths], stop=[c.step_delimiter], max_tokens=c.max_step_tokens)
+        steps = yield from self.generate([p.seq for p in paths])
         nodes = []
         for p, st in zip(paths, steps):
             node = Node(id=len(self.tree), parent=p.node.id, depth=p.node.depth + 1, step=st.text,
@@ -144,22 +181,29 @@ class Run:
             return "max_steps"
         return None
 
-    def score(self, nodes: list[Node]) -> None:
+    def score(self, nodes: list[Node]):
         """Verifier scores for new steps (incremental: each extends its parent's state)."""
         if self.verifier is None or not nodes:
             return
-        items = [StepToScore(node_id=n.id, parent_id=n.parent, text=n.step,
+        items = [StepToScore(key=self.key, node_id=n.id, parent_id=n.parent, text=n.step,
                              logprobs=self.logprobs.get(n.id, [])) for n in nodes]
-        for n, s in zip(nodes, self.verifier.score(self.problem, items)):
+        scores = yield from self.score_items(items)
+        for n, s in zip(nodes, scores):
             n.score = s
         self.emit("score", nodes)
+
+    def score_items(self, items: list[StepToScore]):
+        """Ask the verifier for scores (answered by the scheduler, merged with other searches')."""
+        if not items:
+            return []
+        scores: list[float] = yield Score(items)
+        return scores
 
     def prune(self, paths: list[Path], reason: str) -> None:
         for p in paths:
             p.node.state, p.node.reason = "pruned", reason
         self.release(paths)
-        if self.verifier is not None:
-            self.verifier.forget([p.node.id for p in paths])
+        self.forget_scores([p.node.id for p in paths])
         self.emit("prune", [p.node for p in paths])
 
     def finish(self, paths: list[Path]) -> None:
@@ -170,14 +214,13 @@ class Run:
             p.node.answer = extract_answer(self.path_text(p.node)).answer
             self.finished.append(p.node)
         self.release(paths)
-        if self.verifier is not None:
-            self.verifier.forget([p.node.id for p in paths])
+        self.forget_scores([p.node.id for p in paths])
         self.emit("finish", [p.node for p in paths])
 
     def forget_scores(self, node_ids: list[int]) -> None:
         """The verifier may drop its state for nodes no path will extend."""
         if self.verifier is not None:
-            self.verifier.forget(node_ids)
+            self.verifier.forget(self.key, node_ids)
 
     # --- answers -----------------------------------------------------------------------------
     def candidates(self) -> list[Candidate]:
@@ -193,26 +236,19 @@ class Run:
         return out
 
     def result(self, select: str) -> SearchResult:
-        """select: "majority" (most frequent), "vote" (PRM-Vote), "max" (PRM-Max), "single"."""
+        """select: "majority" (most frequent), "vote" (PRM-Vote), "max" (PRM-Max), "single".
+        The scheduler adds the search's compute when the search ends."""
         candidates = self.candidates()
         votes = group_answers(candidates)
         answer = choose_answer(candidates, votes, select)
         notes = []
         if any(c.answer_method not in (None, "boxed") for c in candidates):
             notes.append("some candidates had no \\boxed{} answer: a fallback extraction was used")
+        if self.verifier is not None:
+            self.verifier.end(self.key)
         return SearchResult(problem=self.problem, strategy=self.strategy, config=self.config.as_dict(),
                             answer=answer, candidates=candidates, tree=self.tree, votes=votes,
-                            compute=self.compute(), verifier=getattr(self.verifier, "name", None),
-                            notes=notes)
-
-    def compute(self) -> dict:
-        policy = _delta(self._policy_before, _snapshot(self.engine))
-        verifier = _delta(self._verifier_before, _snapshot(self.verifier))
-        flops = policy.get("flops", 0.0) + verifier.get("flops", 0.0)
-        out = {"policy": policy, "seconds": round(time.perf_counter() - self._t0, 3), "flops": flops}
-        if verifier:
-            out["verifier"] = verifier
-        return out
+                            compute={}, verifier=getattr(self.verifier, "name", None), notes=notes)
 
 
 def group_answers(candidates: list[Candidate]) -> dict[str, dict]:
@@ -240,24 +276,3 @@ def choose_answer(candidates: list[Candidate], votes: dict[str, dict], select: s
         return max(votes, key=lambda k: (votes[k]["score"], votes[k]["count"]))
     # majority (and a single path): the most frequent; ties go to the first seen
     return max(votes, key=lambda k: votes[k]["count"])
-
-
-def _snapshot(obj) -> dict:
-    stats = getattr(obj, "stats", None)
-    if stats is None:
-        return {}
-    if callable(stats):
-        stats = stats()
-    return stats.as_dict() if stats is not None else {}
-
-
-def _delta(before: dict, after: dict) -> dict:
-    if not after:
-        return {}
-    out = {}
-    for k, v in after.items():
-        if k == "n_params":
-            out[k] = v
-        elif isinstance(v, (int, float)):
-            out[k] = round(v - before.get(k, 0), 4) if isinstance(v, float) else v - before.get(k, 0)
-    return out

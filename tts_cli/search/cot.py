@@ -2,15 +2,15 @@
 
 from __future__ import annotations
 
-from .common import Run
-from .types import SearchConfig, SearchResult
+from .common import Search
+from .types import SearchConfig
 
 
-def cot(problem: str, engine, verifier, config: SearchConfig, on_event=None) -> SearchResult:
-    run = Run("cot", problem, engine, None, config, on_event)  # nothing to choose: no verifier
+def cot(search: Search, config: SearchConfig):
+    run = search.run("cot", config, use_verifier=False)  # nothing to choose: no verifier
     path = run.start(greedy=True)
     while True:
-        node = run.step([path])[0]
+        node = (yield from run.step([path]))[0]
         if node.state == "finished":
             break
     run.finish([path])

@@ -9,18 +9,18 @@ candidates; all of them step together in one batch.
 
 from __future__ import annotations
 
-from .common import Run
-from .types import SearchConfig, SearchResult
+from .common import Search
+from .types import SearchConfig
 
 
-def dvts(problem: str, engine, verifier, config: SearchConfig, on_event=None) -> SearchResult:
-    run = Run("dvts", problem, engine, verifier, config, on_event)
+def dvts(search: Search, config: SearchConfig):
+    run = search.run("dvts", config)
     m = config.beam_width
     subtrees = run.spread(run.start(), config.n // m)  # the current path of each live subtree
     while subtrees:
         groups = [run.spread(p, m) for p in subtrees]  # M candidates per subtree
-        nodes = run.step([c for g in groups for c in g])
-        run.score(nodes)
+        nodes = yield from run.step([c for g in groups for c in g])
+        yield from run.score(nodes)
         run.forget_scores(sorted({node.parent for node in nodes}))
         subtrees = []
         for group in groups:

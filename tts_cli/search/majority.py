@@ -2,15 +2,15 @@
 
 from __future__ import annotations
 
-from .common import Run
-from .types import SearchConfig, SearchResult
+from .common import Search
+from .types import SearchConfig
 
 
-def majority(problem: str, engine, verifier, config: SearchConfig, on_event=None) -> SearchResult:
-    run = Run("majority", problem, engine, None, config, on_event)  # votes need no verifier
+def majority(search: Search, config: SearchConfig):
+    run = search.run("majority", config, use_verifier=False)  # votes need no verifier
     active = run.spread(run.start(), config.n)
     while active:
-        run.step(active)
+        yield from run.step(active)
         done = [p for p in active if p.node.state == "finished"]
         run.finish(done)
         active = [p for p in active if p.node.state != "finished"]

@@ -126,6 +126,24 @@ class Event:
 EventHandler = Callable[[Event], None]
 
 
+# --- what a search asks for when it pauses (a strategy is a generator yielding these) ---------
+
+@dataclass
+class Generate:
+    """The next step of these engine sequences; answered with one engine Step per sequence."""
+
+    seqs: list
+    stop: list[str]
+    max_tokens: int
+
+
+@dataclass
+class Score:
+    """Verifier scores for these steps (verifiers.StepToScore); answered with one float each."""
+
+    items: list
+
+
 @dataclass
 class SearchResult:
     problem: str

@@ -12,23 +12,24 @@ class ConfidenceVerifier(Verifier):
     name = "confidence"
 
     def __init__(self):
-        self._scores: dict[int, float] = {}
+        self._scores: dict[tuple, float] = {}  # (key, node id) -> score
 
-    def begin(self, problem: str) -> None:
-        self._scores.clear()
-
-    def score(self, problem: str, items: list[StepToScore]) -> list[float]:
+    def score(self, items: list[StepToScore]) -> list[float]:
         out = []
         for it in items:
             finite = [lp for lp in it.logprobs if math.isfinite(lp)]
             if finite:
                 s = math.exp(sum(finite) / len(finite))
             else:  # an empty step (the path just ended): it says nothing new
-                s = self._scores.get(it.parent_id, 0.5)
-            self._scores[it.node_id] = s
+                s = self._scores.get((it.key, it.parent_id), 0.5)
+            self._scores[(it.key, it.node_id)] = s
             out.append(s)
         return out
 
-    def forget(self, node_ids) -> None:
+    def forget(self, key: tuple, node_ids) -> None:
         for i in node_ids:
-            self._scores.pop(i, None)
+            self._scores.pop((key, i), None)
+
+    def end(self, key: tuple) -> None:
+        for k in [k for k in self._scores if k[0] == key]:
+            del self._scores[k]

@@ -30,9 +30,9 @@ class IncrementalVerifier(Verifier):
     def __init__(self, engine: Engine, incremental: bool = True):
         self.engine = engine
         self.incremental = incremental  # False: every score re-reads its whole path (for comparison)
-        self.seqs: dict[int, Sequence] = {}  # node id -> sequence holding the path up to it
-        self.steps: dict[int, list[str]] = {}  # node id -> the path's steps
-        self.problem: str | None = None
+        self.seqs: dict[tuple, Sequence] = {}  # (key, node id) -> sequence holding the path up to it
+        self.steps: dict[tuple, list[str]] = {}  # (key, node id) -> the path's steps
+        self.problems: dict[tuple, str] = {}  # key -> its problem
 
     # --- what subclasses define ----------------------------------------------------------
     def prefix(self, problem: str) -> str:
@@ -52,56 +52,50 @@ class IncrementalVerifier(Verifier):
         raise NotImplementedError
 
     # --- the machinery -------------------------------------------------------------------
-    @property
-    def stats(self):
-        return self.engine.stats
-
     def tokens(self, text: str, first: bool) -> list[int]:
         model = self.engine.model
         bos_text = model.token_text(model.bos) if model.bos >= 0 else None
         add_special = first and not (bos_text and text.startswith(bos_text))
         return self.engine.model.tokenize(text, add_special=add_special, parse_special=True)
 
-    def begin(self, problem: str) -> None:
-        for seq in self.seqs.values():
-            self.engine.release(seq)
-        self.seqs.clear()
-        self.steps.clear()
-        self.problem = problem
+    def begin(self, key: tuple, problem: str) -> None:
+        self.end(key)
+        self.problems[key] = problem
+        self.steps[(key, 0)] = []
         prefix = self.prefix(problem)
-        self.steps[0] = []
         if prefix:
-            self.seqs[0] = self.engine.start(self.tokens(prefix, first=True), GREEDY)
+            self.seqs[(key, 0)] = self.engine.start(self.tokens(prefix, first=True), GREEDY, owner=key[0])
 
-    def score(self, problem: str, items: list[StepToScore]) -> list[float]:
-        if problem != self.problem:
-            self.begin(problem)
+    def score(self, items: list[StepToScore]) -> list[float]:
         if not items:
             return []
         to_extend = []
         new_seqs = []
         for it in items:
-            parent = it.parent_id if it.parent_id is not None else 0
+            if it.key not in self.problems:
+                raise EngineError(f"verifier: search {it.key} was not begun")
+            problem = self.problems[it.key]
+            parent = (it.key, it.parent_id if it.parent_id is not None else 0)
             if parent not in self.steps:
-                raise EngineError(f"verifier: node {parent} was forgotten or never scored")
+                raise EngineError(f"verifier: node {parent[1]} was forgotten or never scored")
             steps = self.steps[parent] + [it.text]
             text = self.delta(problem, steps)
             if not self.incremental:
-                seq = self.engine.start(self._path_tokens(problem, steps), GREEDY)
+                seq = self.engine.start(self._path_tokens(problem, steps), GREEDY, owner=it.key[0])
             elif parent in self.seqs:
                 seq = self.engine.fork(self.seqs[parent], 1, GREEDY)[0]
                 to_extend.append((seq, self.tokens(text, first=False)))
             else:  # no prefix: the first step's delta starts the sequence
-                seq = self.engine.start(self.tokens(text, first=True), GREEDY)
-            self.seqs[it.node_id] = seq
-            self.steps[it.node_id] = steps
+                seq = self.engine.start(self.tokens(text, first=True), GREEDY, owner=it.key[0])
+            self.seqs[(it.key, it.node_id)] = seq
+            self.steps[(it.key, it.node_id)] = steps
             new_seqs.append(seq)
         self.engine.extend(to_extend)
         scores = self._read(new_seqs)
         if not self.incremental:
             for it, seq in zip(items, new_seqs):
                 self.engine.release(seq)
-                self.seqs.pop(it.node_id, None)
+                self.seqs.pop((it.key, it.node_id), None)
         return scores
 
     def _path_tokens(self, problem: str, steps: list[str]) -> list[int]:
@@ -122,9 +116,10 @@ class IncrementalVerifier(Verifier):
         self.engine.commit(seqs)
         scores = []
         free = max(1, self.engine.free_slots)
+        query_tokens = self.tokens(query, first=False)
         for i in range(0, len(seqs), free):
             forks = [self.engine.fork(s, 1, GREEDY)[0] for s in seqs[i:i + free]]
-            self.engine.extend([(f, self.tokens(query, first=False)) for f in forks])
+            self.engine.extend([(f, query_tokens) for f in forks])
             scores += self.read(forks)
             self.engine.release_all(forks)
         return scores
@@ -139,15 +134,20 @@ class IncrementalVerifier(Verifier):
             self.engine.release(seq)
         return out
 
-    def forget(self, node_ids) -> None:
+    def forget(self, key: tuple, node_ids) -> None:
         for i in node_ids:
-            seq = self.seqs.pop(i, None)
-            self.steps.pop(i, None)
+            seq = self.seqs.pop((key, i), None)
+            self.steps.pop((key, i), None)
             if seq is not None:
                 self.engine.release(seq)
 
+    def end(self, key: tuple) -> None:
+        self.forget(key, [n for k, n in list(self.steps) if k == key])
+        self.problems.pop(key, None)
+
     def close(self) -> None:
-        self.forget(list(self.seqs))
+        for key in list(self.problems):
+            self.end(key)
 
 
 class TokenLogitVerifier(IncrementalVerifier):
