@@ -253,33 +253,57 @@ class Engine:
               owner=None) -> Sequence:
         """A new sequence holding `prompt` (text is tokenized with the model's BOS rules).
 
-        cache=True keeps a copy of the prompt's KV cells (one slot, up to PROMPT_CACHE_SIZE
-        prompts): a later cache=True start with the same prompt forks it instead of prefilling
-        again (a search that runs in two stages, or several searches on one problem, read the
-        prompt once; the prefill is counted for the owner that did it).
+        cache=True reuses and keeps prompts' KV cells (one slot each, up to PROMPT_CACHE_SIZE
+        prompts): a cached prompt that shares a prefix with this one is copied and only the
+        rest is prefilled. So a search in two stages, several searches on one problem, and
+        problems that share a system prompt or few-shot examples read the shared part once (the
+        prefill is counted for the owner that did it). On the CPU backend prefill chunks keep
+        logits independent of where a prefill starts (see prefill_chunk), so reuse changes
+        nothing in the results.
         """
         tokens = self.tokenize(prompt, add_special=True) if isinstance(prompt, str) else list(prompt)
         if sampling is None:
             sampling = Sampling(seed=derive_seed(self.seed, 0, self._n_started))
         self._n_started += 1
-        key = tuple(tokens)
-        cached = self._prompt_cache.get(key) if cache else None
-        if cached is not None:
-            self._prompt_cache.move_to_end(key)
-            return self._new_sequence(sampling, owner, parent=cached)
         if not tokens:
             raise EngineError("empty prompt")
+        key = tuple(tokens)
+        if cache and key in self._prompt_cache:
+            self._prompt_cache.move_to_end(key)
+            return self._new_sequence(sampling, owner, parent=self._prompt_cache[key])
         if len(tokens) >= self.ctx.n_ctx_seq:
             raise EngineError(f"prompt of {len(tokens)} tokens does not fit the context "
                               f"({self.ctx.n_ctx_seq} tokens per sequence)")
-        seq = self._new_sequence(sampling, owner)
-        self.extend([(seq, tokens)])
+        base, shared = self._longest_cached_prefix(tokens) if cache else (None, 0)
+        seq = self._new_sequence(sampling, owner, parent=base)
+        if base is not None:  # keep the shared cells, drop the rest
+            self.ctx.seq_remove(seq.slot, shared, -1)
+            seq.tokens, seq.n_past, seq.pending, seq.ended = tokens[:shared], shared, None, None
+        self.extend([(seq, tokens[shared:])])
         if cache and seq.ended is None:
             while len(self._prompt_cache) >= self.PROMPT_CACHE_SIZE or (not self._free_slots and self._prompt_cache):
                 self.release(self._prompt_cache.popitem(last=False)[1])
             if self._free_slots:
                 self._prompt_cache[key] = self._new_sequence(sampling, None, parent=seq)
         return seq
+
+    MIN_SHARED_PREFIX = 16  # shorter shared prefixes are not worth a KV copy
+
+    def _longest_cached_prefix(self, tokens: list[int]) -> tuple[Sequence | None, int]:
+        """The cached prompt sharing the longest evaluated prefix with `tokens` (leaving at least
+        the last token to evaluate), and that prefix's length."""
+        best, best_n = None, 0
+        for cached in self._prompt_cache.values():
+            limit = min(cached.n_past, len(tokens) - 1)
+            n = 0
+            while n < limit and cached.tokens[n] == tokens[n]:
+                n += 1
+            if n > best_n:
+                best, best_n = cached, n
+        if best_n < self.MIN_SHARED_PREFIX:
+            return None, 0
+        self._prompt_cache.move_to_end(tuple(best.tokens))
+        return best, best_n
 
     def fork(self, seq: Sequence, k: int, sampling: Sampling | list[Sampling] | None = None) -> list[Sequence]:
         """k children that share everything `seq` holds (and its owner); each gets its own sampler
