@@ -25,3 +25,10 @@ def smollm2() -> Path:
     if path is None:
         pytest.fail(SMOLLM2_HINT)
     return path
+
+
+@pytest.fixture(scope="session")
+def tiny_q4_model(tmp_path_factory) -> Path:
+    """The tiny model with Q4_1 weight matrices: its arithmetic per sequence does not depend on
+    the other sequences in a batch (see write_tiny_llama)."""
+    return write_tiny_llama(tmp_path_factory.mktemp("models") / "tiny-q4_1.gguf", quantized=True)

@@ -1,7 +1,8 @@
 """A scripted stand-in for the engine: the same verbs, no model. Deterministic and instant.
 
 A script is a function (steps so far, branch) -> (step text, stop reason), where `branch` is the
-sequence's index among the children it was forked with (0 for the sequence that continues).
+sequence's index among the children it was forked with (0 for the sequence that continues);
+a script with a third parameter also gets the prompt the sequence started from.
 A step takes one `advance` per 4 characters of its text (at least one), so steps of different
 lengths end at different times, as on the real engine. Like the real engine it has a fixed
 number of sequence slots, counts compute per owner, and can release an owner's sequences.
@@ -9,6 +10,7 @@ number of sequence slots, counts compute per owner, and can release an owner's s
 
 from __future__ import annotations
 
+import inspect
 import re
 from collections import Counter
 from dataclasses import dataclass, field
@@ -27,6 +29,7 @@ class _Model:
 class FakeSeq:
     id: int
     owner: object
+    prompt: str = ""
     steps: list[str] = field(default_factory=list)
     branch: int = 0
     released: bool = False
@@ -61,22 +64,23 @@ class FakeEngine:
         self.decode_rows: list[list] = []  # the owners of the rows of each advance
         self.peak_live = 0
         self._next = 0
+        self._takes_prompt = len(inspect.signature(script).parameters) == 3
 
-    def _new(self, steps, branch, owner) -> FakeSeq:
+    def _new(self, steps, branch, owner, prompt) -> FakeSeq:
         if len(self.live) >= self.n_seq_max:
             raise EngineError(f"all {self.n_seq_max} sequence slots are in use")
-        seq = FakeSeq(self._next, owner, list(steps), branch)
+        seq = FakeSeq(self._next, owner, prompt, list(steps), branch)
         self._next += 1
         self.live[seq.id] = seq
         self.peak_live = max(self.peak_live, len(self.live))
         return seq
 
     def start(self, prompt, sampling=None, cache=False, owner=None):
-        return self._new([], 0, owner)
+        return self._new([], 0, owner, prompt)
 
     def fork(self, seq, k, sampling=None):
         assert not seq.released
-        return [self._new(seq.steps, i + 1, seq.owner) for i in range(k)]
+        return [self._new(seq.steps, i + 1, seq.owner, seq.prompt) for i in range(k)]
 
     def begin_step(self, seqs, stop=(), max_tokens=256):
         assert len({s.id for s in seqs}) == len(seqs)
@@ -84,7 +88,8 @@ class FakeEngine:
         items = []
         for s in seqs:
             assert not s.released
-            text, reason = self.script(s.steps, s.branch)
+            text, reason = (self.script(s.steps, s.branch, s.prompt) if self._takes_prompt
+                            else self.script(s.steps, s.branch))
             s.steps.append(text)
             s.branch = 0
             items.append([s, text, reason, max(1, len(text) // 4)])

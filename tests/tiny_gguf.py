@@ -30,7 +30,11 @@ def tiny_vocab() -> tuple[list[str], list[float], list[int]]:
 
 def write_tiny_llama(path: Path, *, n_embd: int = 64, n_layer: int = 2, n_head: int = 4,
                      n_head_kv: int = 2, n_ff: int = 128, n_ctx_train: int = 4096,
-                     seed: int = 0, chat_template: str | None = None) -> Path:
+                     seed: int = 0, chat_template: str | None = None, quantized: bool = False) -> Path:
+    """quantized=True stores the weight matrices in Q4_1, as SmolLM2's GGUF does. llama.cpp's CPU
+    kernels for F32 weights round differently with the number of rows in a batch (about 1e-6);
+    its Q4_1 kernels compute each row alone, so results do not depend on what else is in the
+    batch (the concurrency tests need that)."""
     import gguf
 
     tokens, scores, types = tiny_vocab()
@@ -46,7 +50,7 @@ def write_tiny_llama(path: Path, *, n_embd: int = 64, n_layer: int = 2, n_head: 
     w.add_head_count_kv(n_head_kv)
     w.add_rope_dimension_count(head_dim)
     w.add_layer_norm_rms_eps(1e-5)
-    w.add_file_type(0)  # all F32
+    w.add_file_type(3 if quantized else 0)  # MOSTLY_Q4_1 or all F32
     w.add_tokenizer_model("llama")
     w.add_token_list(tokens)
     w.add_token_scores(scores)
@@ -60,24 +64,33 @@ def write_tiny_llama(path: Path, *, n_embd: int = 64, n_layer: int = 2, n_head: 
 
     rng = np.random.default_rng(seed)
 
-    def rnd(*shape: int) -> np.ndarray:
+    def rnd(*shape: int):
         # Large-ish weights so that logits are peaked: greedy decoding then has no near-ties
         # that batch-size-dependent float rounding could flip.
-        return (rng.standard_normal(shape) * 0.5).astype(np.float32)
+        data = (rng.standard_normal(shape) * 0.5).astype(np.float32)
+        if quantized and len(shape) == 2:
+            return gguf.quants.quantize(data, gguf.GGMLQuantizationType.Q4_1)
+        return data
 
-    w.add_tensor("token_embd.weight", rnd(n_vocab, n_embd))
+    def add(name, data):
+        if data.dtype == np.uint8:
+            w.add_tensor(name, data, raw_dtype=gguf.GGMLQuantizationType.Q4_1)
+        else:
+            w.add_tensor(name, data)
+
+    add("token_embd.weight", rnd(n_vocab, n_embd))
     for i in range(n_layer):
         w.add_tensor(f"blk.{i}.attn_norm.weight", np.ones(n_embd, np.float32))
-        w.add_tensor(f"blk.{i}.attn_q.weight", rnd(n_embd, n_embd))
-        w.add_tensor(f"blk.{i}.attn_k.weight", rnd(n_head_kv * head_dim, n_embd))
-        w.add_tensor(f"blk.{i}.attn_v.weight", rnd(n_head_kv * head_dim, n_embd))
-        w.add_tensor(f"blk.{i}.attn_output.weight", rnd(n_embd, n_embd))
+        add(f"blk.{i}.attn_q.weight", rnd(n_embd, n_embd))
+        add(f"blk.{i}.attn_k.weight", rnd(n_head_kv * head_dim, n_embd))
+        add(f"blk.{i}.attn_v.weight", rnd(n_head_kv * head_dim, n_embd))
+        add(f"blk.{i}.attn_output.weight", rnd(n_embd, n_embd))
         w.add_tensor(f"blk.{i}.ffn_norm.weight", np.ones(n_embd, np.float32))
-        w.add_tensor(f"blk.{i}.ffn_gate.weight", rnd(n_ff, n_embd))
-        w.add_tensor(f"blk.{i}.ffn_up.weight", rnd(n_ff, n_embd))
-        w.add_tensor(f"blk.{i}.ffn_down.weight", rnd(n_embd, n_ff))
+        add(f"blk.{i}.ffn_gate.weight", rnd(n_ff, n_embd))
+        add(f"blk.{i}.ffn_up.weight", rnd(n_ff, n_embd))
+        add(f"blk.{i}.ffn_down.weight", rnd(n_embd, n_ff))
     w.add_tensor("output_norm.weight", np.ones(n_embd, np.float32))
-    w.add_tensor("output.weight", rnd(n_vocab, n_embd))
+    add("output.weight", rnd(n_vocab, n_embd))
     w.write_header_to_file()
     w.write_kv_data_to_file()
     w.write_tensors_to_file()

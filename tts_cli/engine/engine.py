@@ -9,6 +9,7 @@ token itself in its first generation step. Nothing is ever evaluated twice.
 
 from __future__ import annotations
 
+import heapq
 import os
 import time
 from collections import Counter, OrderedDict
@@ -195,7 +196,11 @@ class Engine:
         self.prefill_chunk = max(1, min(prefill_chunk, self.ctx.n_batch))
         self.stats = Stats(n_params=self.model.n_params)
         self.usage: dict[object, Stats] = {}
-        self._free_slots = list(range(n_seq_max - 1, -1, -1))
+        # Free slots as a min-heap: a new sequence takes the lowest one. With a split KV cache a
+        # llama_decode computes attention for every stream between the lowest and the highest
+        # slot in the batch, so live sequences packed low cost less (measured on CPU: 8 rows on
+        # slots 0-7 took 45 ms per decode, on slots 0, 4, ..., 28 80 ms).
+        self._free_slots = list(range(n_seq_max))
         self._live: dict[int, Sequence] = {}  # slot -> sequence
         self._prompt_cache: OrderedDict[tuple[int, ...], Sequence] = OrderedDict()
         self._n_started = 0
@@ -236,7 +241,7 @@ class Engine:
         if not self._free_slots:
             raise EngineError(f"all {self.n_seq_max} sequence slots are in use; release some or "
                               "create the engine with a larger n_seq_max")
-        return self._free_slots.pop()
+        return heapq.heappop(self._free_slots)
 
     def _new_sequence(self, sampling: Sampling, owner, parent: Sequence | None = None) -> Sequence:
         seq = Sequence(slot=self._take_slot(), sampling=sampling, owner=owner)
@@ -281,9 +286,9 @@ class Engine:
             seq.tokens, seq.n_past, seq.pending, seq.ended = tokens[:shared], shared, None, None
         self.extend([(seq, tokens[shared:])])
         if cache and seq.ended is None:
-            while len(self._prompt_cache) >= self.PROMPT_CACHE_SIZE or (not self._free_slots and self._prompt_cache):
+            while self._prompt_cache and (len(self._prompt_cache) >= self.PROMPT_CACHE_SIZE or not self._free_slots):
                 self.release(self._prompt_cache.popitem(last=False)[1])
-            if self._free_slots:
+            if self._free_slots and self.PROMPT_CACHE_SIZE > 0:
                 self._prompt_cache[key] = self._new_sequence(sampling, None, parent=seq)
         return seq
 
@@ -328,7 +333,7 @@ class Engine:
         self.ctx.seq_remove(seq.slot)
         seq.released = True
         self._live.pop(seq.slot, None)
-        self._free_slots.append(seq.slot)
+        heapq.heappush(self._free_slots, seq.slot)
 
     def release_all(self, seqs) -> None:
         for s in seqs:

@@ -208,6 +208,12 @@ class Context:
         p.n_threads = n_threads
         p.n_threads_batch = n_threads
         p.no_perf = True
+        # On the CPU backend llama.cpp's flash-attention kernel computes in F16, and a row's
+        # result then depends on the other rows of its batch (measured on SmolLM2: logits moved
+        # by up to 0.55 when a sequence of another length shared the decode). Plain attention
+        # computes each row alone, so a search gives the same answers whatever else runs beside
+        # it. On a GPU flash attention stays on (llama.cpp's default there).
+        p.flash_attn_type = L.LLAMA_FLASH_ATTN_TYPE_AUTO if model.offloaded else L.LLAMA_FLASH_ATTN_TYPE_DISABLED
         if embeddings:  # final hidden states per token, for reward heads applied outside the model
             p.embeddings = True
             p.pooling_type = L.LLAMA_POOLING_TYPE_NONE

@@ -25,7 +25,7 @@ from typing import Any, Iterable, Iterator
 
 from ..engine import EngineError, StepBatch
 from .common import Search
-from .types import ConfigError, EventHandler, Generate, Score, SearchConfig, SearchResult
+from .types import ConfigError, EventHandler, Generate, Parallel, Score, SearchConfig, SearchResult
 
 _keys = itertools.count(1)  # search keys, unique in the process (engines may outlive a scheduler)
 
@@ -58,19 +58,26 @@ def verifier_slots_needed(strategy: str, config: SearchConfig) -> int:
 
 
 @dataclass(eq=False)
-class _Flight:
+class _Task:
+    """A generator being driven: a whole search (parent None), or one part of a search's
+    Parallel request."""
+
     job: Job
     search: Search
     gen: Iterator
     started: float
+    parent: "_Task | None" = None
+    index: int = 0  # its place among the parent's parts
+    slots: int = 0  # reserved by a whole search
+    verifier_slots: int = 0
     request: Any = None
     batch: StepBatch | None = None
-    slots: int = 0
-    verifier_slots: int = 0
     done: bool = False
-    result: SearchResult | None = None
-    error: Exception | None = None
-    answers: list = field(default_factory=list)
+    result: Any = None
+    error: BaseException | None = None
+    parts: list = field(default_factory=list)  # the running parts of a Parallel request
+    part_results: list = field(default_factory=list)
+    parts_left: int = 0
 
 
 class Scheduler:
@@ -81,6 +88,8 @@ class Scheduler:
         self.verifier_capacity = getattr(getattr(verifier, "engine", None), "n_seq_max", None)
         self.peak_searches = 0
         self.in_flight = 0  # searches running now (for progress displays)
+        self.decode_steps = 0  # token-level llama_decode calls made for generation
+        self.rows_decoded = 0  # sequences in them, summed
         self.score_calls = 0
 
     def run(self, jobs: Iterable[Job]) -> Iterator[tuple[Job, SearchResult | Exception]]:
@@ -91,125 +100,166 @@ class Scheduler:
 
         queue = iter(jobs)
         waiting: Job | None = None
-        flights: list[_Flight] = []
-        ended: list[_Flight] = []
+        searches: list[_Task] = []  # whole searches in flight
+        tasks: list[_Task] = []  # everything being driven: searches and their parts
 
-        def resume(f: _Flight, answer) -> None:
-            """Run the search until it pauses on a request it cannot have answered at once."""
+        def resume(t: _Task, answer) -> None:
+            """Drive the generator until it pauses on a request it cannot have answered now."""
             while True:
                 try:
-                    request = f.gen.send(answer)
+                    request = t.gen.send(answer)
                 except StopIteration as stop:
-                    f.done, f.result = True, stop.value
+                    complete(t, stop.value)
                     return
                 except Exception as e:  # this search fails; the others go on
-                    f.done, f.error = True, e
+                    fail(t, e)
                     return
                 if isinstance(request, Generate):
                     batch = self.engine.begin_step(request.seqs, stop=request.stop, max_tokens=request.max_tokens)
                     if batch.done:  # nothing to generate (every sequence had ended)
                         answer = batch.steps()
                         continue
-                    f.request, f.batch = request, batch
+                    t.request, t.batch = request, batch
                     return
                 if isinstance(request, Score):
-                    f.request, f.batch = request, None
+                    t.request = request
                     return
-                f.done, f.error = True, TypeError(f"a strategy yielded {request!r}")
+                if isinstance(request, Parallel):
+                    if not request.parts:
+                        answer = []
+                        continue
+                    t.request = request
+                    t.parts = [_Task(t.job, t.search, g, t.started, parent=t, index=i)
+                               for i, g in enumerate(request.parts)]
+                    t.part_results, t.parts_left = [None] * len(t.parts), len(t.parts)
+                    tasks.extend(t.parts)
+                    for part in list(t.parts):
+                        if not part.done and not t.done:
+                            resume(part, None)
+                    return
+                fail(t, TypeError(f"a strategy yielded {request!r}"))
                 return
 
-        def finish(f: _Flight) -> None:
-            f.search.close()
-            if f.result is not None:
-                f.result.compute = self._compute(f.search.key, time.perf_counter() - f.started)
-            else:
-                self._compute(f.search.key, 0.0)  # drop its counters
-            ended.append(f)
+        def complete(t: _Task, value) -> None:
+            t.done, t.result, t.request, t.batch = True, value, None, None
+            if t.parent is None:
+                return
+            tasks.remove(t)
+            p = t.parent
+            p.part_results[t.index] = value
+            p.parts_left -= 1
+            if p.parts_left == 0 and not p.done:
+                p.request, p.parts = None, []
+                resume(p, p.part_results)
 
-        def admit(job: Job) -> _Flight | None:
+        def fail(t: _Task, error: BaseException) -> None:
+            for part in t.parts:  # the search's other parts stop too
+                if not part.done:
+                    part.done = True
+                    part.gen.close()
+                    tasks.remove(part)
+            t.done, t.error, t.request, t.batch, t.parts = True, error, None, None, []
+            if t.parent is not None:
+                tasks.remove(t)
+                if not t.parent.done:
+                    t.parent.gen.close()
+                    fail(t.parent, error)
+
+        def admit(job: Job) -> bool:
             """Start the job if its sequences fit now; a job that can never fit fails."""
             if job.strategy not in STRATEGIES:
                 raise ConfigError(f"unknown strategy {job.strategy!r}; choose from {', '.join(STRATEGIES)}")
             if job.strategy in NEEDS_VERIFIER and self.verifier is None:
                 raise ConfigError(f"{job.strategy} needs a verifier (--prm)")
             need = slots_needed(job.strategy, job.config)
-            vneed = verifier_slots_needed(job.strategy, job.config) if self.verifier is not None else 0
-            vcap = self.verifier_capacity
             if need > self.engine.n_seq_max:
                 raise EngineError(f"{job.strategy} with N={job.config.n} needs {need} sequences at once; the "
                                   f"engine has {self.engine.n_seq_max} (open it for this budget)")
-            used = sum(x.slots for x in flights)
-            vused = sum(x.verifier_slots for x in flights)
-            if flights and (used + need > self.engine.n_seq_max or
-                            (vcap is not None and vused + min(vneed, vcap) > vcap)):
-                return None
+            vcap = self.verifier_capacity
+            vneed = min(verifier_slots_needed(job.strategy, job.config), vcap) if vcap else 0
+            if searches and (sum(x.slots for x in searches) + need > self.engine.n_seq_max or
+                             (vcap and sum(x.verifier_slots for x in searches) + vneed > vcap)):
+                return False
             search = Search(job.problem, self.engine, self.verifier, key=next(_keys), on_event=job.on_event)
-            f = _Flight(job, search, STRATEGIES[job.strategy](search, job.config), time.perf_counter(),
-                        slots=need, verifier_slots=min(vneed, vcap or vneed))
-            flights.append(f)
-            resume(f, None)
-            return f
+            t = _Task(job, search, STRATEGIES[job.strategy](search, job.config), time.perf_counter(),
+                      slots=need, verifier_slots=vneed)
+            searches.append(t)
+            tasks.append(t)
+            resume(t, None)
+            return True
 
         try:
             while True:
                 # 1. admit new searches while they fit
-                while len(flights) < self.max_searches:
+                while len(searches) < self.max_searches:
                     if waiting is None:
                         waiting = next(queue, None)
                         if waiting is None:
                             break
                     try:
-                        if admit(waiting) is None:
+                        if not admit(waiting):
                             break
                     except (ConfigError, EngineError) as e:
                         yield waiting, e
                     waiting = None
-                self.peak_searches = max(self.peak_searches, len(flights))
-                self.in_flight = len(flights)
+                self.peak_searches = max(self.peak_searches, len(searches))
+                self.in_flight = len(searches)
                 # 2. hand back the searches that ended
-                for f in [f for f in flights if f.done]:
-                    flights.remove(f)
-                    finish(f)
-                while ended:
-                    f = ended.pop(0)
-                    yield f.job, (f.result if f.error is None else f.error)
-                if not flights:
-                    if waiting is None:
-                        waiting = next(queue, None)
-                        if waiting is None:
-                            return
+                for t in [t for t in searches if t.done]:
+                    searches.remove(t)
+                    tasks.remove(t)
+                    yield t.job, self._finish(t)
+                if not searches:
+                    if waiting is None and (waiting := next(queue, None)) is None:
+                        return
                     continue
-                # 3. every search waiting on the verifier: one merged score call
-                scoring = [f for f in flights if isinstance(f.request, Score)]
+                # 3. every task waiting on the verifier: one merged score call
+                scoring = [t for t in tasks if isinstance(t.request, Score)]
                 if scoring:
-                    items = [it for f in scoring for it in f.request.items]
+                    items = [it for t in scoring for it in t.request.items]
                     self.score_calls += 1
                     try:
                         scores = self.verifier.score(items)
                     except Exception as e:  # noqa: BLE001 - a verifier failure fails these searches
-                        for f in scoring:
-                            f.done, f.error = True, e
+                        for t in scoring:
+                            if not t.done:
+                                fail(t, e)
                         continue
                     k = 0
-                    for f in scoring:
-                        n = len(f.request.items)
+                    for t in scoring:
+                        n = len(t.request.items)
                         mine, k = scores[k:k + n], k + n
-                        f.request = None
-                        resume(f, mine)
+                        if not t.done:
+                            t.request = None
+                            resume(t, mine)
                     continue
-                # 4. one token for every live sequence of every search
-                stepping = [f for f in flights if f.batch is not None]
-                self.engine.advance([f.batch for f in stepping])
-                for f in stepping:
-                    if f.batch.done:
-                        steps = f.batch.steps()
-                        f.request = f.batch = None
-                        resume(f, steps)
+                # 4. one token for every live sequence of every task
+                stepping = [t for t in tasks if t.batch is not None]
+                if not stepping:
+                    raise RuntimeError("the scheduler has searches in flight but nothing to run")
+                self.decode_steps += 1
+                self.rows_decoded += sum(len(t.batch.live) for t in stepping)
+                self.engine.advance([t.batch for t in stepping])
+                for t in stepping:
+                    if not t.done and t.batch is not None and t.batch.done:
+                        steps = t.batch.steps()
+                        t.request = t.batch = None
+                        resume(t, steps)
         finally:
-            for f in flights:  # interrupted (Ctrl-C) or failed: free everything still held
-                f.gen.close()
-                f.search.close()
-                self._compute(f.search.key, 0.0)
+            for t in searches:  # interrupted (Ctrl-C) or failed: free everything still held
+                for part in t.parts:
+                    part.gen.close()
+                t.gen.close()
+                t.search.close()
+                self._compute(t.search.key, 0.0)
+
+    def _finish(self, t: _Task) -> SearchResult | BaseException:
+        t.search.close()
+        compute = self._compute(t.search.key, time.perf_counter() - t.started)
+        if t.error is not None:
+            return t.error
+        t.result.compute = compute
+        return t.result
 
     def _compute(self, key, seconds: float) -> dict:
         """The search's compute, taken out of the engines' per-search counters."""

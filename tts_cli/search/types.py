@@ -138,6 +138,14 @@ class Generate:
 
 
 @dataclass
+class Parallel:
+    """Run these generators (parts of one search, e.g. its independent paths or subtrees) side by
+    side, each pausing on its own requests; answered with their return values, in order."""
+
+    parts: list
+
+
+@dataclass
 class Score:
     """Verifier scores for these steps (verifiers.StepToScore); answered with one float each."""
 
