@@ -208,12 +208,20 @@ class Context:
         p.n_threads = n_threads
         p.n_threads_batch = n_threads
         p.no_perf = True
-        # On the CPU backend llama.cpp's flash-attention kernel computes in F16, and a row's
-        # result then depends on the other rows of its batch (measured on SmolLM2: logits moved
-        # by up to 0.55 when a sequence of another length shared the decode). Plain attention
-        # computes each row alone, so a search gives the same answers whatever else runs beside
-        # it. On a GPU flash attention stays on (llama.cpp's default there).
-        p.flash_attn_type = L.LLAMA_FLASH_ATTN_TYPE_AUTO if model.offloaded else L.LLAMA_FLASH_ATTN_TYPE_DISABLED
+        # Attention on the CPU backend, chosen so that a sequence's logits do not depend on what
+        # else is in the context:
+        # - split KV (one stream per sequence): plain attention. llama.cpp's CPU flash-attention
+        #   kernel makes a row's result depend on the other rows of its decode when their
+        #   sequences differ in length (measured on SmolLM2: logits moved by up to 0.55); plain
+        #   attention computes each row over its own stream alone, bit for bit.
+        # - unified KV (sequences share one cell array): flash attention. Plain attention sums
+        #   over every cell in SIMD lanes, so its rounding depends on where a sequence's cells
+        #   lie among other sequences'; flash attention walks the cells one by one.
+        # On a GPU, llama.cpp's default (flash attention where supported).
+        if model.offloaded or kv_unified:
+            p.flash_attn_type = L.LLAMA_FLASH_ATTN_TYPE_AUTO
+        else:
+            p.flash_attn_type = L.LLAMA_FLASH_ATTN_TYPE_DISABLED
         if embeddings:  # final hidden states per token, for reward heads applied outside the model
             p.embeddings = True
             p.pooling_type = L.LLAMA_POOLING_TYPE_NONE

@@ -4,17 +4,11 @@ best path) or PRM-Vote (the answer whose paths' scores sum highest)."""
 from __future__ import annotations
 
 from .common import Search
-from .types import SearchConfig
+from .types import Parallel, SearchConfig
 
 
 def best_of_n(search: Search, config: SearchConfig):
     run = search.run("best_of_n", config)
-    active = run.spread(run.start(), config.n)
-    while active:
-        nodes = yield from run.step(active)
-        yield from run.score(nodes)
-        run.forget_scores([n.parent for n in nodes])  # each path has one child: parents are done
-        done = [p for p in active if p.node.state == "finished"]
-        run.finish(done)
-        active = [p for p in active if p.node.state != "finished"]
+    paths = run.spread(run.start(), config.n)
+    yield Parallel([run.walk(p) for p in paths])  # independent paths, each scored step by step
     return run.result(config.selection)

@@ -3,7 +3,8 @@
 A strategy is a generator function `strategy(search, config)`: it keeps a list of `Path`s (an
 engine sequence and the tree node it has reached) and pauses where it needs work done:
 `nodes = yield from run.step(paths)` (every path's next step) and `yield from run.score(nodes)`
-(verifier scores for new steps). The scheduler (scheduler.py) answers those requests for many
+(verifier scores for new steps); `yield Parallel(parts)` runs independent parts of a search
+(paths, subtrees) side by side, each pausing on its own. The scheduler (scheduler.py) answers those requests for many
 searches at once; `Run.prune` / `Run.finish` record what the strategy decided, and `Run.result`
 turns the finished paths into a SearchResult.
 """
@@ -17,7 +18,7 @@ from ..engine import Sampling, Sequence, Step, derive_seed
 from ..engine.chat import few_shot_prompt, render_chat
 from ..grading import answers_match, extract_answer, has_boxed_answer
 from ..verifiers.base import StepToScore, Verifier
-from .types import Candidate, Event, EventHandler, Generate, Node, Score, SearchConfig, SearchResult
+from .types import Candidate, Event, EventHandler, Generate, Node, Parallel, Score, SearchConfig, SearchResult
 
 
 @dataclass(eq=False)
@@ -191,6 +192,16 @@ class Run:
         for n, s in zip(nodes, scores):
             n.score = s
         self.emit("score", nodes)
+
+    def walk(self, path: Path):
+        """Step one path on its own until it finishes, scoring each step when the run has a
+        verifier. For strategies whose paths never interact: run as `Parallel` parts, each path
+        starts its next step as soon as its last one ends, instead of waiting for the slowest."""
+        while path.node.state != "finished":
+            nodes = yield from self.step([path])
+            yield from self.score(nodes)
+            self.forget_scores([n.parent for n in nodes if n.parent != 0])  # the root serves every path
+        self.finish([path])
 
     def score_items(self, items: list[StepToScore]):
         """Ask the verifier for scores (answered by the scheduler, merged with other searches')."""

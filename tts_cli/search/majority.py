@@ -3,15 +3,11 @@
 from __future__ import annotations
 
 from .common import Search
-from .types import SearchConfig
+from .types import Parallel, SearchConfig
 
 
 def majority(search: Search, config: SearchConfig):
     run = search.run("majority", config, use_verifier=False)  # votes need no verifier
-    active = run.spread(run.start(), config.n)
-    while active:
-        yield from run.step(active)
-        done = [p for p in active if p.node.state == "finished"]
-        run.finish(done)
-        active = [p for p in active if p.node.state != "finished"]
+    paths = run.spread(run.start(), config.n)
+    yield Parallel([run.walk(p) for p in paths])  # independent paths: none waits for another
     return run.result("majority")
