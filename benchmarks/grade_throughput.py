@@ -23,7 +23,7 @@ from tts_cli.grading import answers_match
 from tts_cli.models import smollm2_path
 from tts_cli.search import Job, Scheduler, SearchConfig
 from tts_cli.search.scheduler import slots_needed
-from tts_cli.solver import auto_concurrency, open_policy, open_verifier
+from tts_cli.solver import auto_concurrency, open_policy, open_verifier, policy_slots
 
 DATA = Path(__file__).resolve().parent / "data" / "arith-calib.jsonl"
 SETTINGS = {  # name -> (strategy, verifier, config overrides)
@@ -34,10 +34,9 @@ SETTINGS = {  # name -> (strategy, verifier, config overrides)
 
 
 def run_setting(model, problems, strategy, prm, cfg, k, threads, context):
-    need = slots_needed(strategy, cfg)
-    policy = open_policy(model, cfg, slots=k * need + 1, n_threads=threads, context_per_path=context)
+    policy = open_policy(model, cfg, slots=policy_slots(cfg, strategy, k), n_threads=threads, context_per_path=context)
     verifier = open_verifier(prm, policy, cfg, concurrency=k, n_threads=threads, context_per_path=context)
-    scheduler = Scheduler(policy, verifier, max_searches=k)
+    scheduler = Scheduler(policy, verifier, max_searches=4 * k)  # as `tts grade --concurrency k`
     t0 = time.perf_counter()
     results = {job.tag: out for job, out in scheduler.run(Job(p["problem"], strategy, cfg, tag=i)
                                                            for i, p in enumerate(problems))}
@@ -46,7 +45,7 @@ def run_setting(model, problems, strategy, prm, cfg, k, threads, context):
     if errors:
         raise SystemExit(f"{strategy} K={k}: {errors[0]}")
     assert not policy.live_sequences(), "a search leaked sequences"
-    row = {"k": k, "wall_s": round(wall, 2), "problems_per_min": round(60 * len(problems) / wall, 2),
+    row = {"k": k, "peak_searches": scheduler.peak_searches, "wall_s": round(wall, 2), "problems_per_min": round(60 * len(problems) / wall, 2),
            "tokens_generated": policy.stats.tokens_generated, "tokens_prefilled": policy.stats.tokens_prefilled,
            "generation_decodes": scheduler.decode_steps,
            "rows_per_decode": round(scheduler.rows_decoded / max(1, scheduler.decode_steps), 2),

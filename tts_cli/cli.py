@@ -197,16 +197,16 @@ class Session:
         given (strategy, config) pairs at once (None: as many as fill a batch)."""
         from .engine import Model
         from .search.scheduler import Scheduler, slots_needed
-        from .solver import MAX_SEQUENCES, auto_concurrency, open_policy, open_verifier
+        from .solver import MAX_SEQUENCES, PROMPT_CACHE_SLOTS, auto_concurrency, open_policy, open_verifier
         if self._model is None:
             self._model = Model(self.policy_path, n_gpu_layers=self.settings["gpu_layers"])
         need = max(slots_needed(s, c) for s, c in plans)
-        if need + 1 > MAX_SEQUENCES:
+        if need + PROMPT_CACHE_SLOTS > MAX_SEQUENCES:
             raise UserError(f"a search of {need} sequences does not fit llama.cpp's {MAX_SEQUENCES} per context")
         k = concurrency or auto_concurrency(need, self._model.offloaded)
-        k = max(1, min(k, (MAX_SEQUENCES - 1) // need))
+        k = max(1, min(k, (MAX_SEQUENCES - PROMPT_CACHE_SLOTS) // need))
         biggest = max((c for _, c in plans), key=lambda c: c.n * (2 if c.lookahead else 1))
-        policy = open_policy(self._model, biggest, slots=k * need + 1, n_threads=self.settings["threads"],
+        policy = open_policy(self._model, biggest, slots=k * need + PROMPT_CACHE_SLOTS, n_threads=self.settings["threads"],
                              context_per_path=self.context)
         spec = self.prm if self.prm in ("judge", "confidence") else str(self.prm_path)
         uses = any(s in USES_VERIFIER for s, _ in plans)
@@ -217,7 +217,11 @@ class Session:
         except BaseException:
             policy.close()
             raise
-        return Scheduler(policy, verifier, max_searches=k)
+        # The engine holds k searches' paths; more searches may be in flight while some finish
+        # their last paths (the scheduler admits by free slots).
+        scheduler = Scheduler(policy, verifier, max_searches=4 * k)
+        scheduler.concurrency = k
+        return scheduler
 
     def fit_context(self, problem: str) -> None:
         """Room for a long problem: each path's context (its own KV stream) holds the prompt
@@ -310,7 +314,7 @@ O_MODELS_FILE = typer.Option(None, "--models-file", help="Extra model registry Y
 O_CONTEXT = typer.Option(None, "--context-per-path", help="KV cells per path, prompt included (default 2048).")
 O_PROFILE = typer.Option(None, "--profile", help="auto: a `tts calibrate` profile (default: the one saved for this policy and --prm).")
 O_PROMPT = typer.Option(None, "--prompt", help="chat (the model's template), few-shot (worked examples in plain text; base models), or auto (default).")
-O_CONCURRENCY = typer.Option("auto", "--concurrency", help="Searches in flight at once, their sequences batched together: a number, or auto (fill a batch: 64 sequences on a GPU, 16 on CPU).")
+O_CONCURRENCY = typer.Option("auto", "--concurrency", help="Searches in flight at once, their sequences batched together: a number, or auto (fill a batch: 64 sequences on a GPU, 32 on CPU).")
 O_PROBE = typer.Option(None, "--probe", help="auto: probe paths that predict the difficulty (default N/4, between 2 and 4; they count in N).")
 
 
@@ -443,6 +447,12 @@ def parse_concurrency(text: str) -> int | None:
     return k
 
 
+def say_concurrency(scheduler, asked: int | None) -> None:
+    err_console.print(f"concurrency: {scheduler.concurrency}{' (auto)' if asked is None else ''}: "
+                      f"{scheduler.engine.n_seq_max} sequence slots, searches start as their paths fit",
+                      highlight=False)
+
+
 def run_grade(data: Path, runs: dict, *, problem_key=None, answer_key=None, limit=None, skip_bad=False,
               concurrency: int | None = None, show_progress=True) -> dict:
     """Grade the data set under each run (key -> (results path, settings)), all runs' searches
@@ -461,9 +471,7 @@ def run_grade(data: Path, runs: dict, *, problem_key=None, answer_key=None, limi
     session = Session({**first, "strategy": "auto" if any(s in USES_VERIFIER for s, _ in plans.values())
                        else first["strategy"]})
     scheduler = session.open(list(plans.values()), concurrency)
-    err_console.print(f"concurrency: {scheduler.max_searches} searches in flight"
-                      f"{' (auto)' if concurrency is None else ''}, {scheduler.engine.n_seq_max} sequence slots",
-                      highlight=False)
+    say_concurrency(scheduler, concurrency)
     state = {key: {"done": 0, "correct": 0} for key in runs}
     for key, (path, _) in runs.items():
         for r in read_results(path) if path.exists() else []:
@@ -662,9 +670,7 @@ def calibrate(
 
         every = [s for b in ns for s in plan(b)] + [candidate_settings(samples, has_verifier=False)[1]]
         scheduler = session.open([job_for(s) for s in every], k)
-        err_console.print(f"concurrency: {scheduler.max_searches} searches in flight"
-                          f"{' (auto)' if k is None else ''}, {scheduler.engine.n_seq_max} sequence slots",
-                          highlight=False)
+        say_concurrency(scheduler, k)
         workdir = out.parent / (out.name + ".runs")
         import time as _time
         t0 = _time.perf_counter()

@@ -18,12 +18,15 @@ from .verifiers import HEAD_FORMATS, ConfidenceVerifier, JudgeVerifier, Verifier
 # "context". 2048 covers MATH-style solutions of small models; raise it for long ones.
 DEFAULT_CONTEXT_PER_PATH = 2048
 MAX_SEQUENCES = 256  # llama.cpp's limit per context
+# Prompts the policy engine keeps: the current problem's and the one before (problems of a set
+# share their system prompt or few-shot examples, so the next prompt copies that prefix).
+PROMPT_CACHE_SLOTS = 2
 
 # --concurrency auto: searches in flight until this many sequences fill a decode. On a GPU a
 # decode of 64+ sequences costs little more than one of 4; on a few CPU cores the gain stops
 # early (see README, "Many problems at once").
 AUTO_SEQUENCES_GPU = 64
-AUTO_SEQUENCES_CPU = 16
+AUTO_SEQUENCES_CPU = 32
 
 
 def auto_concurrency(per_search_slots: int, on_gpu: bool | None = None) -> int:
@@ -36,8 +39,8 @@ def auto_concurrency(per_search_slots: int, on_gpu: bool | None = None) -> int:
 
 def policy_slots(config: SearchConfig, strategy: str = "beam", concurrency: int = 1) -> int:
     """Sequences the policy engine needs: `concurrency` searches, each its N paths (plus
-    lookahead rollouts), and one more for the prompt cache."""
-    return min(MAX_SEQUENCES, concurrency * slots_needed(strategy, config) + 1)
+    lookahead rollouts), and the prompt cache's."""
+    return min(MAX_SEQUENCES, concurrency * slots_needed(strategy, config) + PROMPT_CACHE_SLOTS)
 
 
 def open_policy(model: str | os.PathLike | Model, config: SearchConfig, *, strategy: str = "beam",
@@ -48,7 +51,8 @@ def open_policy(model: str | os.PathLike | Model, config: SearchConfig, *, strat
     the same seed gives the same answers at any --concurrency and budget."""
     slots = slots or policy_slots(config, strategy, concurrency)
     return Engine(model, n_ctx=slots * context_per_path, n_seq_max=slots, kv_unified=False,
-                  n_gpu_layers=n_gpu_layers, n_threads=n_threads, seed=config.seed)
+                  n_gpu_layers=n_gpu_layers, n_threads=n_threads, seed=config.seed,
+                  prompt_cache_slots=PROMPT_CACHE_SLOTS)
 
 
 def open_verifier(spec: str | None, policy: Engine, config: SearchConfig, *, strategy: str = "beam",

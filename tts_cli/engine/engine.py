@@ -173,12 +173,10 @@ class Engine:
     the owners' counters add up to the totals.
     """
 
-    PROMPT_CACHE_SIZE = 4  # prompts kept for later searches on the same problem
-
     def __init__(self, model: str | os.PathLike | Model, *, n_ctx: int = 8192, n_seq_max: int = 16,
                  n_gpu_layers: int | None = None, n_threads: int | None = None,
                  kv_unified: bool | None = None, n_batch: int = 512, seed: int = 0,
-                 prefill_chunk: int | None = None, embeddings: bool = False):
+                 prefill_chunk: int | None = None, embeddings: bool = False, prompt_cache_slots: int = 1):
         # A loaded Model can be shared by several engines (the benchmark makes one per N).
         self._owns_model = not isinstance(model, Model)
         self.model = Model(model, n_gpu_layers=n_gpu_layers) if self._owns_model else model
@@ -202,6 +200,9 @@ class Engine:
         # slots 0-7 took 45 ms per decode, on slots 0, 4, ..., 28 80 ms).
         self._free_slots = list(range(n_seq_max))
         self._live: dict[int, Sequence] = {}  # slot -> sequence
+        # Prompts kept (one slot each) for later searches on the same problem or with the same
+        # prefix. A caller that fills every slot with sequences should leave these free.
+        self.prompt_cache_slots = prompt_cache_slots
         self._prompt_cache: OrderedDict[tuple[int, ...], Sequence] = OrderedDict()
         self._n_started = 0
 
@@ -258,7 +259,7 @@ class Engine:
               owner=None) -> Sequence:
         """A new sequence holding `prompt` (text is tokenized with the model's BOS rules).
 
-        cache=True reuses and keeps prompts' KV cells (one slot each, up to PROMPT_CACHE_SIZE
+        cache=True reuses and keeps prompts' KV cells (one slot each, up to prompt_cache_slots
         prompts): a cached prompt that shares a prefix with this one is copied and only the
         rest is prefilled. So a search in two stages, several searches on one problem, and
         problems that share a system prompt or few-shot examples read the shared part once (the
@@ -286,9 +287,9 @@ class Engine:
             seq.tokens, seq.n_past, seq.pending, seq.ended = tokens[:shared], shared, None, None
         self.extend([(seq, tokens[shared:])])
         if cache and seq.ended is None:
-            while self._prompt_cache and (len(self._prompt_cache) >= self.PROMPT_CACHE_SIZE or not self._free_slots):
+            while self._prompt_cache and (len(self._prompt_cache) >= self.prompt_cache_slots or not self._free_slots):
                 self.release(self._prompt_cache.popitem(last=False)[1])
-            if self._free_slots and self.PROMPT_CACHE_SIZE > 0:
+            if self._free_slots and self.prompt_cache_slots > 0:
                 self._prompt_cache[key] = self._new_sequence(sampling, None, parent=seq)
         return seq
 

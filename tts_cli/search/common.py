@@ -54,6 +54,9 @@ class Search:
         self.key = key
         self.on_event = on_event
         self.stages = 0
+        # Sequence slots the search may still hold at once; strategies lower it when parts of
+        # the search end for good, so the scheduler can start another search in those slots.
+        self.reserved = 0
 
     def run(self, strategy: str, config: SearchConfig, *, use_verifier: bool = True) -> "Run":
         """A new stage: its own tree, verifier state and seed stream."""
@@ -202,6 +205,12 @@ class Run:
             yield from self.score(nodes)
             self.forget_scores([n.parent for n in nodes if n.parent != 0])  # the root serves every path
         self.finish([path])
+        self.done_with_slots(1)
+
+    def done_with_slots(self, k: int) -> None:
+        """This search will never again hold k of the slots it holds now (a path or a subtree
+        ended for good): the scheduler may give them to a new search."""
+        self.search.reserved = max(0, self.search.reserved - k)
 
     def score_items(self, items: list[StepToScore]):
         """Ask the verifier for scores (answered by the scheduler, merged with other searches')."""

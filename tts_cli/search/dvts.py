@@ -30,6 +30,7 @@ def subtree(run: Run, path: Path, m: int):
         run.finish([p for p in group if p.node.state == "finished"])
         if best.node.state == "finished":
             run.prune([p for p in group if p.node.state != "finished"], "subtree finished")
+            run.done_with_slots(m)
             return
         run.prune([p for p in group if p is not best and p.node.state != "finished"], "not the best of its subtree")
         path = best

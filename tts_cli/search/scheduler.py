@@ -8,8 +8,10 @@ and answers their requests together:
   batching); a search whose step has ended for all its sequences resumes at once, and the
   sequences it then asks to step join the next decode. No search waits for another's step;
 - the verifier requests of all searches waiting on one are answered in one `score` call;
-- a new search is admitted when the sequence slots it may hold at once fit beside those of the
-  searches in flight (`slots_needed`); one that could never fit is refused with a clear error;
+- a new search is admitted when the sequence slots it may hold at once (`slots_needed`) fit
+  beside those the searches in flight may still hold (a search gives slots back as its paths or
+  subtrees end for good, so a new problem starts while others finish their last paths); one
+  that could never fit is refused with a clear error;
 - each search's compute is what the engines counted for its key (a shared decode is split by
   rows), so the searches' compute adds up to the engines' totals.
 
@@ -68,7 +70,6 @@ class _Task:
     started: float
     parent: "_Task | None" = None
     index: int = 0  # its place among the parent's parts
-    slots: int = 0  # reserved by a whole search
     verifier_slots: int = 0
     request: Any = None
     batch: StepBatch | None = None
@@ -81,10 +82,13 @@ class _Task:
 
 
 class Scheduler:
+    """max_searches: searches in flight at most (besides the slots, which always limit)."""
+
     def __init__(self, engine, verifier=None, *, max_searches: int = 1):
         self.engine = engine
         self.verifier = verifier
         self.max_searches = max(1, max_searches)
+        self.concurrency = self.max_searches  # what the engine was sized for (the CLI says it)
         self.verifier_capacity = getattr(getattr(verifier, "engine", None), "n_seq_max", None)
         self.peak_searches = 0
         self.in_flight = 0  # searches running now (for progress displays)
@@ -175,14 +179,17 @@ class Scheduler:
             if need > self.engine.n_seq_max:
                 raise EngineError(f"{job.strategy} with N={job.config.n} needs {need} sequences at once; the "
                                   f"engine has {self.engine.n_seq_max} (open it for this budget)")
+            # the prompt cache's slots stay free when a search can start without them
+            capacity = max(need, self.engine.n_seq_max - getattr(self.engine, "prompt_cache_slots", 0))
             vcap = self.verifier_capacity
             vneed = min(verifier_slots_needed(job.strategy, job.config), vcap) if vcap else 0
-            if searches and (sum(x.slots for x in searches) + need > self.engine.n_seq_max or
+            if searches and (sum(x.search.reserved for x in searches) + need > capacity or
                              (vcap and sum(x.verifier_slots for x in searches) + vneed > vcap)):
                 return False
             search = Search(job.problem, self.engine, self.verifier, key=next(_keys), on_event=job.on_event)
+            search.reserved = need
             t = _Task(job, search, STRATEGIES[job.strategy](search, job.config), time.perf_counter(),
-                      slots=need, verifier_slots=vneed)
+                      verifier_slots=vneed)
             searches.append(t)
             tasks.append(t)
             resume(t, None)
