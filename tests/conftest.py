@@ -32,3 +32,10 @@ def tiny_q4_model(tmp_path_factory) -> Path:
     """The tiny model with Q4_1 weight matrices: its arithmetic per sequence does not depend on
     the other sequences in a batch (see write_tiny_llama)."""
     return write_tiny_llama(tmp_path_factory.mktemp("models") / "tiny-q4_1.gguf", quantized=True)
+
+
+@pytest.fixture(autouse=True)
+def own_config_home(tmp_path_factory, monkeypatch):
+    """Tests never read or write the developer's ~/.config/tts_cli (registry, saved profiles):
+    each test gets an empty config home, which subprocesses inherit."""
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path_factory.mktemp("config")))

@@ -429,7 +429,7 @@ class Engine:
                 self._charge([s.owner for s in owners], time.perf_counter() - t0, "prefilled")
             tokens.clear(), pos.clear(), slots.clear(), owners.clear()
 
-        for seq, evaluate in work:
+        for seq, evaluate in sorted(work, key=lambda w: w[0].slot):  # slot order, as in advance()
             for tok in evaluate:
                 tokens.append(tok)
                 pos.append(seq.n_past)
@@ -474,7 +474,9 @@ class Engine:
                 b.end(i, "context")
                 b.seqs[i].ended = "context"
             b.live = [i for i in b.live if b.reasons[i] is None]
-        rows = [(b, i) for b in batches for i in b.live]
+        # Rows in slot order: llama.cpp splits a batch whose sequences come out of order into
+        # several micro-batches (measured on CPU, 32 rows: 8.8 ms per row shuffled, 5.5 sorted).
+        rows = sorted(((b, i) for b in batches for i in b.live), key=lambda r: r[0].seqs[r[1]].slot)
         if not rows:
             return
         seqs = [b.seqs[i] for b, i in rows]
@@ -541,16 +543,19 @@ class Engine:
                 raise EngineError("reading a position needs greedy sequences")
             if not self._fits(s):
                 raise EngineError("sequence is at the end of its context")
-        out: list = []
+        out: list = [None] * len(seqs)
         chunk = self.prefill_chunk
+        order = sorted(range(len(seqs)), key=lambda i: seqs[i].slot)  # slot order, as in advance()
         for i in range(0, len(seqs), chunk):
-            part = seqs[i:i + chunk]
+            idx = order[i:i + chunk]
+            part = [seqs[j] for j in idx]
             slots = [s.slot for s in part]
             t0 = time.perf_counter()
             rc = self.ctx.decode([s.pending for s in part], [s.n_past for s in part], slots, outputs=True)
             if rc != 0:
                 raise EngineError("the KV cache is full" if rc == 1 else f"llama_decode failed with status {rc}")
-            out.extend(read(slots))
+            for j, row in zip(idx, read(slots)):
+                out[j] = row
             self._charge([s.owner for s in part], time.perf_counter() - t0, "prefilled")
             for s in part:
                 s.n_past += 1
