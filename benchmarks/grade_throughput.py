@@ -93,7 +93,7 @@ def main() -> None:
               f"(gain {entry['raw_gain']}x)", flush=True)
         base_answers = None
         for ks in args.ks.split(","):
-            k = auto_concurrency(n, on_gpu) if ks == "auto" else int(ks)
+            k = auto_concurrency(n, on_gpu, prm not in (None, "confidence")) if ks == "auto" else int(ks)
             row, answers = run_setting(model, problems, strategy, prm, cfg, k, args.threads, args.context_per_path)
             row["k_label"] = ks
             if base_answers is None:

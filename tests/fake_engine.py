@@ -5,7 +5,9 @@ sequence's index among the children it was forked with (0 for the sequence that 
 a script with a third parameter also gets the prompt the sequence started from.
 A step takes one `advance` per 4 characters of its text (at least one), so steps of different
 lengths end at different times, as on the real engine. Like the real engine it has a fixed
-number of sequence slots, counts compute per owner, and can release an owner's sequences.
+number of sequence slots and a context limit per sequence (a step that would outgrow it ends
+with reason "context"), seeds each sequence (children derive theirs from their parent's, as
+`Engine.fork` does), counts compute per owner, and can release an owner's sequences.
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ import re
 from collections import Counter
 from dataclasses import dataclass, field
 
-from tts_cli.engine import EngineError, Stats, Step
+from tts_cli.engine import EngineError, Sampling, Stats, Step, derive_seed
 from tts_cli.verifiers.base import StepToScore, Verifier
 
 
@@ -33,6 +35,9 @@ class FakeSeq:
     steps: list[str] = field(default_factory=list)
     branch: int = 0
     released: bool = False
+    sampling: Sampling = field(default_factory=Sampling)
+    n_tokens: int = 0
+    n_forks: int = 0
 
 
 class _FakeBatch:
@@ -53,10 +58,12 @@ class _FakeBatch:
 
 
 class FakeEngine:
-    def __init__(self, script, n_seq_max: int = 256):
+    def __init__(self, script, n_seq_max: int = 256, n_ctx: int = 1 << 30):
         self.script = script
         self.model = _Model()
         self.n_seq_max = n_seq_max
+        self.n_ctx = n_ctx
+        self.started: list[FakeSeq] = []  # every sequence ever made, in order
         self.stats = Stats(n_params=1000)
         self.usage: dict = {}
         self.live: dict[int, FakeSeq] = {}
@@ -66,21 +73,28 @@ class FakeEngine:
         self._next = 0
         self._takes_prompt = len(inspect.signature(script).parameters) == 3
 
-    def _new(self, steps, branch, owner, prompt) -> FakeSeq:
+    def _new(self, steps, branch, owner, prompt, sampling, n_tokens=0) -> FakeSeq:
         if len(self.live) >= self.n_seq_max:
             raise EngineError(f"all {self.n_seq_max} sequence slots are in use")
-        seq = FakeSeq(self._next, owner, prompt, list(steps), branch)
+        seq = FakeSeq(self._next, owner, prompt, list(steps), branch, sampling=sampling, n_tokens=n_tokens)
+        self.started.append(seq)
         self._next += 1
         self.live[seq.id] = seq
         self.peak_live = max(self.peak_live, len(self.live))
         return seq
 
     def start(self, prompt, sampling=None, cache=False, owner=None):
-        return self._new([], 0, owner, prompt)
+        return self._new([], 0, owner, prompt, sampling or Sampling())
 
     def fork(self, seq, k, sampling=None):
         assert not seq.released
-        return [self._new(seq.steps, i + 1, seq.owner, seq.prompt) for i in range(k)]
+        kids = []
+        for i in range(k):
+            s = sampling or Sampling(**{**seq.sampling.__dict__,
+                                        "seed": derive_seed(seq.sampling.seed, seq.n_forks, i)})
+            kids.append(self._new(seq.steps, i + 1, seq.owner, seq.prompt, s, seq.n_tokens))
+        seq.n_forks += 1
+        return kids
 
     def begin_step(self, seqs, stop=(), max_tokens=256):
         assert len({s.id for s in seqs}) == len(seqs)
@@ -90,9 +104,14 @@ class FakeEngine:
             assert not s.released
             text, reason = (self.script(s.steps, s.branch, s.prompt) if self._takes_prompt
                             else self.script(s.steps, s.branch))
+            n = max(1, len(text) // 4)
+            if s.n_tokens + n > self.n_ctx:  # the context is full: the step stops where it is
+                n = max(0, self.n_ctx - s.n_tokens)
+                text, reason = text[: 4 * n], "context"
             s.steps.append(text)
+            s.n_tokens += n
             s.branch = 0
-            items.append([s, text, reason, max(1, len(text) // 4)])
+            items.append([s, text, reason, n])
         return _FakeBatch(items)
 
     def advance(self, batches):

@@ -84,6 +84,8 @@ def test_thousand_fork_release_cycles_reuse_slots(tiny_model):
                 expected = expected or steps[0].tokens
                 assert all(s.tokens == expected for s in steps)
             engine.release_all(kids)
+            if i % 100 == 1:  # a released slot holds nothing: its KV cells are gone
+                assert all(engine.ctx.seq_pos_max(k.slot) == -1 for k in kids)
         assert engine.free_slots == 15
         # the cache holds no leftovers from released children
         assert engine.generate(engine.fork(root, 1), stop=(), max_tokens=2)[0].tokens == expected
@@ -134,17 +136,22 @@ def test_step_stops_at_stop_string_and_steps_concatenate(smollm2):
         seq = engine.start(prompt, GREEDY)
         start = len(seq.tokens)
         texts = []
+        reasons = []
         for _ in range(4):
             step = engine.generate([seq], stop=["\n\n"], max_tokens=80)[0]
             texts.append(step.text)
+            reasons.append(step.stop_reason)
             assert step.stop_reason in ("stop", "eos", "length")
             if step.stop_reason == "stop":
-                assert "\n\n" in step.text
+                assert step.text.endswith("\n\n") and "\n\n" not in step.text[:-2]
+            if step.stop_reason == "length":
+                assert len(step.tokens) == 80
             assert len(step.logprobs) == len(step.tokens)
             assert all(lp <= 0.0 for lp in step.logprobs)
             if step.stop_reason == "eos":
                 break
         assert "".join(texts) == engine.text(seq, start)
+    assert reasons[0] == "stop"  # the prompt asks for paragraphs: the first step ends at one
 
 
 def test_extend_appends_text_in_one_batch(tiny_model):

@@ -154,3 +154,20 @@ def test_same_seed_same_answers_at_any_concurrency_on_smollm2(smollm2):
     # and a different seed samples differently
     other, _, _, _ = run_all(model, "majority", SearchConfig(**{**cfg.as_dict(), "seed": 3}), 4, problems=PROBLEMS[:4])
     assert any([c.text for c in other[i].candidates] != [c.text for c in alone[i].candidates] for i in range(4))
+
+
+def test_a_full_context_ends_paths_with_reason_context():
+    engine = FakeEngine(lambda steps, branch: ("more words here\n\n", "stop"), n_ctx=10)
+    result = next(r for _, r in Scheduler(engine, None).run([Job("p", "majority", SearchConfig(n=2))]))
+    assert [c.finish_reason for c in result.candidates] == ["context", "context"]
+    assert not engine.live
+
+
+def test_no_two_sampled_paths_of_an_auto_search_share_a_seed(tmp_path):
+    from test_auto import make_profile
+    engine = FakeEngine(lambda steps, branch: ("The answer is \\boxed{7} |0.9", "eos"))
+    cfg = SearchConfig(n=8, probe=2, profile=str(make_profile(tmp_path)))
+    result = next(r for _, r in Scheduler(engine, ScoreInTextVerifier()).run([Job("p", "auto", cfg)]))
+    assert result.auto["chosen"] == "majority" and len(result.candidates) == 8
+    seeds = [s.sampling.seed for s in engine.started if not s.sampling.greedy]
+    assert len(seeds) == 8 and len(set(seeds)) == 8  # the probe's 2 paths and the other 6

@@ -94,7 +94,14 @@ def test_every_strategy_end_to_end_on_smollm2(prm, smollm2):
     for name in STRATEGIES:
         result = run_search(name, problem, policy, verifier, config)
         assert result.candidates, name
-        assert all(c.finish_reason in ("eos", "boxed", "length", "max_steps", "context") for c in result.candidates)
+        for c in result.candidates:  # each path ended for the reason it gives, and no context ran out
+            assert c.finish_reason in ("eos", "boxed", "length", "max_steps"), (name, c.finish_reason)
+            if c.finish_reason == "boxed":
+                assert "\\boxed{" in c.steps[-1]
+            if c.finish_reason == "max_steps":
+                assert len(c.steps) == config.max_steps
+            if c.finish_reason == "length":
+                assert result.tree[c.node_id].tokens == config.max_step_tokens
         if name in ("best-of-n", "beam", "dvts"):
             assert all(0.0 <= s <= 1.0 for c in result.candidates for s in c.step_scores)
             assert all(c.score is not None for c in result.candidates)
@@ -121,6 +128,32 @@ def random_head(kind, hidden, seed=0):
             "w2": rng.standard_normal((2, hidden)).astype(np.float32) * 0.2, "b2": np.zeros(2, np.float32)}
 
 
+def hidden_state_by_llama_cpp(path, tokens):
+    """The final hidden state at the last of `tokens`, read with llama-cpp-python's low-level API
+    in a context of its own (embeddings on, no pooling)."""
+    import llama_cpp as L
+    model = L.llama_model_load_from_file(str(path).encode(), L.llama_model_default_params())
+    p = L.llama_context_default_params()
+    p.n_ctx, p.n_batch, p.n_ubatch, p.n_threads, p.n_threads_batch = 1024, 32, 32, 2, 2
+    p.embeddings, p.pooling_type = True, L.LLAMA_POOLING_TYPE_NONE
+    ctx = L.llama_init_from_model(model, p)
+    try:
+        for i in range(0, len(tokens), 32):
+            chunk = tokens[i:i + 32]
+            batch = L.llama_batch_init(len(chunk), 0, 1)
+            for j, t in enumerate(chunk):
+                batch.token[j], batch.pos[j], batch.n_seq_id[j], batch.logits[j] = t, i + j, 1, True
+                batch.seq_id[j][0] = 0
+            batch.n_tokens = len(chunk)
+            assert L.llama_decode(ctx, batch) == 0
+            L.llama_batch_free(batch)
+        n_embd = L.llama_model_n_embd(model)
+        return np.array(L.llama_get_embeddings_ith(ctx, len(chunk) - 1)[:n_embd], dtype=np.float64)
+    finally:
+        L.llama_free(ctx)
+        L.llama_model_free(model)
+
+
 @pytest.mark.parametrize("kind", ["value_head", "classification_head"])
 def test_head_prms_score_incrementally_like_from_scratch(kind, tiny_model, tmp_path):
     from tts_cli.verifiers import HEAD_FORMATS, load_head, verifier_from_format
@@ -132,10 +165,17 @@ def test_head_prms_score_incrementally_like_from_scratch(kind, tiny_model, tmp_p
         incremental, other = score_tree_incrementally(prm)
         prm.close()
         scratch = prm.score_from_scratch(PROBLEM, STEPS)
-        # the score is the head applied to llama.cpp's hidden state at the step's last token
-        seq = engine.start(prm._path_tokens(PROBLEM, STEPS), GREEDY_SAMPLING)
-        hidden = engine.hidden_states([seq])
-        assert prm.apply(hidden)[0] == pytest.approx(scratch[-1], abs=1e-5)
+        tokens = prm._path_tokens(PROBLEM, STEPS)
+    # the score is the head, computed here in numpy, on the hidden state at the step's last token
+    # as llama.cpp returns it through llama-cpp-python's own API (not the engine's)
+    hidden = hidden_state_by_llama_cpp(tiny_model, tokens)
+    head = random_head(kind, len(hidden))
+    if kind == "value_head":
+        expected = 1.0 / (1.0 + math.exp(-(float(hidden @ head["weight"]) + float(head["bias"][0]))))
+    else:
+        logits = np.maximum(hidden @ head["w1"].T + head["b1"], 0.0) @ head["w2"].T + head["b2"]
+        expected = float(np.exp(logits[1]) / np.exp(logits).sum())
+    assert scratch[-1] == pytest.approx(expected, abs=1e-4)
     assert incremental == pytest.approx(scratch, abs=1e-4)
     assert len(set(round(s, 6) for s in incremental + [other])) == 4  # the head sees different states
     with pytest.raises(Exception, match="lacks"):

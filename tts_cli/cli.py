@@ -203,13 +203,14 @@ class Session:
         need = max(slots_needed(s, c) for s, c in plans)
         if need + PROMPT_CACHE_SLOTS > MAX_SEQUENCES:
             raise UserError(f"a search of {need} sequences does not fit llama.cpp's {MAX_SEQUENCES} per context")
-        k = concurrency or auto_concurrency(need, self._model.offloaded)
+        uses = any(s in USES_VERIFIER for s, _ in plans)
+        model_verifier = uses and self.prm not in ("confidence",)
+        k = concurrency or auto_concurrency(need, self._model.offloaded, model_verifier)
         k = max(1, min(k, (MAX_SEQUENCES - PROMPT_CACHE_SLOTS) // need))
         biggest = max((c for _, c in plans), key=lambda c: c.n * (2 if c.lookahead else 1))
         policy = open_policy(self._model, biggest, slots=k * need + PROMPT_CACHE_SLOTS, n_threads=self.settings["threads"],
                              context_per_path=self.context)
         spec = self.prm if self.prm in ("judge", "confidence") else str(self.prm_path)
-        uses = any(s in USES_VERIFIER for s, _ in plans)
         try:
             verifier = open_verifier(spec if uses else None, policy, biggest, concurrency=k,
                                      n_gpu_layers=self.settings["gpu_layers"], n_threads=self.settings["threads"],

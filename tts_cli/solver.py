@@ -29,10 +29,15 @@ AUTO_SEQUENCES_GPU = 64
 AUTO_SEQUENCES_CPU = 32
 
 
-def auto_concurrency(per_search_slots: int, on_gpu: bool | None = None) -> int:
-    """Searches to keep in flight so that their sequences fill a batch."""
+def auto_concurrency(per_search_slots: int, on_gpu: bool | None = None, model_verifier: bool = False) -> int:
+    """Searches to keep in flight so that their sequences fill a batch. On CPU with a model
+    verifier (judge, PRM GGUFs), one: its prefills are compute-bound and its unified cache makes
+    every token attend over every search's cells, so more searches made grading slower
+    (measured: DVTS N=8 with judge, 0.84x at K=4; README, "Many problems at once")."""
     if on_gpu is None:
         on_gpu = gpu_offload_supported()
+    if model_verifier and not on_gpu:
+        return 1
     target = AUTO_SEQUENCES_GPU if on_gpu else AUTO_SEQUENCES_CPU
     return max(1, target // max(1, per_search_slots))
 
