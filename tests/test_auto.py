@@ -89,10 +89,12 @@ def make_profile(tmp_path, policy_file="fake.gguf", prm="scripted"):
     return path
 
 
-def test_profile_round_trips(tmp_path):
+def test_profile_lookup_after_a_round_trip(tmp_path):
+    # (that a profile loads back equal to the one saved, bins included, is pinned in
+    # test_claims.test_profile_round_trips_to_the_saved_object)
     path = make_profile(tmp_path)
     loaded = Profile.load(path)
-    assert loaded.choices == Profile.load(path).choices
+    assert [c.strategy for c in loaded.choices] == ["majority", "beam"]
     assert loaded.lookup("hard", 8).settings() == {"strategy": "beam", "n": 8, "beam_width": 2,
                                                    "selection": "vote", "aggregation": "last"}
     assert loaded.lookup("easy", 32).budget == 8  # the largest measured budget below

@@ -530,7 +530,7 @@ def print_summary(summary, out: Path) -> None:
             table.add_row(f"{key[3:]} {name}", str(v["n"]), f"{v['accuracy']:.1%}")
     console.print(table)
     console.print(f"errors: {s['errors']}   tokens: {s['tokens']}   FLOPs: {s['flops']:.3g}   "
-                  f"search time: {s['seconds']:.1f} s   (skipped, already done: {summary.skipped})")
+                  f"engine time: {s['seconds']:.1f} s   (skipped, already done: {summary.skipped})")
 
 
 @app.command()
@@ -593,7 +593,7 @@ def compare(
     except USER_ERRORS as e:
         fail(str(e))
     table = Table(title=f"accuracy vs compute: {data.name}")
-    for col in ("strategy", "N", "accuracy", "FLOPs / problem", "seconds"):
+    for col in ("strategy", "N", "accuracy", "FLOPs / problem", "engine s"):
         table.add_column(col, justify="right")
     for r in rows:
         table.add_row(r["strategy"], str(r["n"]), "-" if r["accuracy"] is None else f"{r['accuracy']:.1%}",

@@ -197,7 +197,7 @@ def grade(problems: Iterable[Problem], out: Path, solve_many: SolveMany, *, bad_
 
 
 def summarize(records: list[dict]) -> dict:
-    """Accuracy overall and by level and subject, with tokens, FLOPs and time."""
+    """Accuracy overall and by level and subject, with tokens, FLOPs and engine time."""
     graded = [r for r in records if r.get("correct") is not None and not r.get("error")]
 
     def acc(rs):
@@ -212,13 +212,16 @@ def summarize(records: list[dict]) -> dict:
                 groups.setdefault(str(r[key]), []).append(r)
         if groups:
             out[f"by_{key}"] = {k: {"n": len(v), "accuracy": acc(v)} for k, v in sorted(groups.items())}
+    # seconds: the engines' time each problem was charged (a decode shared by several problems is
+    # split between them), so it adds up to the engines' busy time whatever the concurrency; a
+    # record's own "seconds" is its wall time in flight.
     flops = tokens = seconds = 0.0
     for r in graded:
         c = r.get("compute", {})
         flops += c.get("flops", 0.0)
-        seconds += c.get("seconds", 0.0)
         for part in ("policy", "verifier"):
             tokens += c.get(part, {}).get("tokens_evaluated", 0)
+            seconds += c.get(part, {}).get("seconds", 0.0)
     out.update(flops=flops, tokens=int(tokens), seconds=round(seconds, 2),
                flops_per_problem=flops / len(graded) if graded else None)
     return out
