@@ -1,12 +1,14 @@
 """Many searches on one policy engine and one verifier, interleaved at the token level.
 
 A strategy is a generator that pauses on a request (`Generate`: the next step of some
-sequences; `Score`: verifier scores for some steps). The scheduler keeps K searches in flight
-and answers their requests together:
+sequences; `Score`: verifier scores for some steps; `Parallel`: independent parts of the search,
+each a generator pausing on its own). The scheduler keeps many searches in flight and answers
+their requests together:
 
 - every llama_decode holds the next token of every live sequence of every search (continuous
-  batching); a search whose step has ended for all its sequences resumes at once, and the
-  sequences it then asks to step join the next decode. No search waits for another's step;
+  batching); a search (or part) whose requested step has ended for all its sequences resumes at
+  once, and the sequences it then asks to step join the next decode. No search waits for
+  another's step;
 - the verifier requests of all searches waiting on one are answered in one `score` call;
 - a new search is admitted when the sequence slots it may hold at once (`slots_needed`) fit
   beside those the searches in flight may still hold (a search gives slots back as its paths or
