@@ -13,37 +13,14 @@ import time
 
 import numpy as np
 import pytest
-from typer.testing import CliRunner
 
-from tts_cli.cli import app
+from cli_helpers import FAST, one_line_error, tts, write_jsonl
 from tts_cli.difficulty import Bins
 from tts_cli.engine import Engine, Model
 from tts_cli.profile import Choice, Profile
 from tts_cli.search import STRATEGIES, SearchConfig, run_search
 from tts_cli.solver import open_policy, open_verifier
 from tts_cli.verifiers import RLHFlowPRM, StepToScore
-
-runner = CliRunner()
-FAST = ["--max-steps", "2", "--max-step-tokens", "8", "--threads", "2"]
-
-
-def tts(*args, **kw):
-    return runner.invoke(app, [str(a) for a in args], **kw)
-
-
-def write_jsonl(path, rows):
-    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
-    return path
-
-
-def one_line_error(r, *expected):
-    assert r.exit_code not in (0, 1), r.output  # 1 would be an uncaught exception
-    assert "Traceback" not in r.output
-    text = r.stderr.strip()
-    assert text.startswith("error:") and len(text.splitlines()) == 1, text
-    for e in expected:
-        assert e in text, text
-
 
 # --- 1. auto samples every path of its budget from its own stream -----------------------------
 

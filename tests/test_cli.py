@@ -8,21 +8,8 @@ import sys
 import time
 
 import pytest
-from typer.testing import CliRunner
 
-from tts_cli.cli import app
-
-runner = CliRunner()
-FAST = ["--max-steps", "2", "--max-step-tokens", "8", "--threads", "2"]
-
-
-def tts(*args, **kw):
-    return runner.invoke(app, [str(a) for a in args], **kw)
-
-
-def write_jsonl(path, rows):
-    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
-    return path
+from cli_helpers import FAST, one_line_error, tts, write_jsonl
 
 
 def test_solve_json_has_the_documented_fields(tiny_model):
@@ -116,15 +103,6 @@ def test_user_registry_extends_bundled(tmp_path, tiny_model):
 
 
 # --- bad input: one line naming what is wrong, non-zero exit, no traceback ------------------
-
-def one_line_error(r, *expected):
-    assert r.exit_code != 0
-    assert "Traceback" not in r.output
-    text = r.stderr.strip()
-    assert text.startswith("error:") and len(text.splitlines()) == 1, text
-    for e in expected:
-        assert e in text, text
-
 
 @pytest.mark.parametrize("content,expected", [
     (None, "does not exist"), (b"", "empty"), (b"\x00\x01binary\x00", "binary"),
