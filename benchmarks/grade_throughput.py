@@ -30,7 +30,9 @@ SETTINGS = {  # name -> (strategy, verifier, config overrides)
     "majority N=4": ("majority", None, {"n": 4}),
     "beam N=4 M=2 confidence": ("beam", "confidence", {"n": 4, "beam_width": 2}),
     "dvts N=8 M=4 judge": ("dvts", "judge", {"n": 8, "beam_width": 4}),
+    "beam N=4 M=2 judge": ("beam", "judge", {"n": 4, "beam_width": 2}),  # not in the default run
 }
+DEFAULT_SETTINGS = ["majority N=4", "beam N=4 M=2 confidence", "dvts N=8 M=4 judge"]
 
 
 def run_setting(model, problems, strategy, prm, cfg, k, threads, context):
@@ -66,7 +68,8 @@ def main() -> None:
     ap.add_argument("--data", default=str(DATA))
     ap.add_argument("--limit", type=int, default=24)
     ap.add_argument("--ks", default="1,4,8,auto")
-    ap.add_argument("--settings", default=",".join(SETTINGS), help="comma-separated names from: " + ", ".join(SETTINGS))
+    ap.add_argument("--settings", default=",".join(DEFAULT_SETTINGS),
+                    help="comma-separated names from: " + ", ".join(SETTINGS))
     ap.add_argument("--model", default=None, help="policy GGUF (default: the bundled SmolLM2-135M)")
     ap.add_argument("--threads", type=int, default=None)
     ap.add_argument("--max-steps", type=int, default=6)
