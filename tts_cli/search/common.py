@@ -18,7 +18,7 @@ from ..engine import Sampling, Sequence, Step, derive_seed
 from ..engine.chat import few_shot_prompt, render_chat
 from ..grading import answers_match, extract_answer, has_boxed_answer
 from ..verifiers.base import StepToScore, Verifier
-from .types import Candidate, Event, EventHandler, Generate, Node, Parallel, Score, SearchConfig, SearchResult
+from .types import Candidate, Event, EventHandler, Generate, Node, Score, SearchConfig, SearchResult
 
 
 @dataclass(eq=False)
