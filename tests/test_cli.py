@@ -86,6 +86,18 @@ def test_compare_writes_a_real_png_and_summary(tiny_model, tmp_path):
     assert matplotlib.image.imread(png).shape[0] > 100
     summary = json.loads((tmp_path / "cmp" / "summary.json").read_text())
     assert [(row["strategy"], row["n"]) for row in summary["rows"]] == [("cot", 1), ("majority", 2)]
+    assert all(row["pass_at_n"] >= row["accuracy"] for row in summary["rows"])
+    assert "pass@N" in r.output
+
+
+def test_pass_at_n_counts_problems_with_any_right_candidate():
+    from tts_cli.grade import summarize
+    records = [{"reference": "4", "correct": False, "candidates": [{"answer": "3"}, {"answer": "4.0"}]},
+               {"reference": "6", "correct": True, "candidates": [{"answer": "6"}]},
+               {"reference": "9", "correct": False, "candidates": [{"answer": "8"}, {"answer": None}]},
+               {"reference": "1", "correct": False, "candidates": []}]
+    s = summarize(records)
+    assert s["accuracy"] == 0.25 and s["pass_at_n"] == 0.5
 
 
 def test_models_list_and_info():

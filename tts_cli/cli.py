@@ -582,7 +582,7 @@ def compare(
         for key, (path, settings) in runs.items():
             s = summarize(summaries[key].records)
             rows.append({"strategy": settings["strategy"], "n": settings["n"], "accuracy": s["accuracy"],
-                         "problems": s["graded"], "flops_per_problem": s["flops_per_problem"], "flops": s["flops"],
+                         "pass_at_n": s["pass_at_n"], "problems": s["graded"], "flops_per_problem": s["flops_per_problem"], "flops": s["flops"],
                          "seconds": s["seconds"], "results": str(path)})
         if any(sm.interrupted for sm in summaries.values()):
             raise typer.Exit(130)
@@ -593,10 +593,11 @@ def compare(
     except USER_ERRORS as e:
         fail(str(e))
     table = Table(title=f"accuracy vs compute: {data.name}")
-    for col in ("strategy", "N", "accuracy", "FLOPs / problem", "engine s"):
+    for col in ("strategy", "N", "accuracy", "pass@N", "FLOPs / problem", "engine s"):
         table.add_column(col, justify="right")
     for r in rows:
         table.add_row(r["strategy"], str(r["n"]), "-" if r["accuracy"] is None else f"{r['accuracy']:.1%}",
+                      "-" if r["pass_at_n"] is None else f"{r['pass_at_n']:.1%}",
                       f"{r['flops_per_problem']:.3g}" if r["flops_per_problem"] else "-", f"{r['seconds']:.1f}")
     console.print(table)
     if table5:

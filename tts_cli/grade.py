@@ -204,7 +204,7 @@ def summarize(records: list[dict]) -> dict:
         return round(sum(bool(r["correct"]) for r in rs) / len(rs), 4) if rs else None
 
     out = {"problems": len(records), "graded": len(graded), "errors": sum(1 for r in records if r.get("error")),
-           "accuracy": acc(graded)}
+           "accuracy": acc(graded), "pass_at_n": pass_at_n(graded)}
     for key in ("level", "subject"):
         groups: dict = {}
         for r in graded:
@@ -225,3 +225,18 @@ def summarize(records: list[dict]) -> dict:
     out.update(flops=flops, tokens=int(tokens), seconds=round(seconds, 2),
                flops_per_problem=flops / len(graded) if graded else None)
     return out
+
+
+def any_candidate_correct(record: dict) -> bool:
+    """Whether any finished candidate of a graded record reached the reference answer."""
+    ref = record.get("reference")
+    return ref is not None and any(answers_match(c.get("answer"), ref) for c in record.get("candidates") or [])
+
+
+def pass_at_n(graded: list[dict]) -> float | None:
+    """pass@N (oracle): the share of problems where any finished candidate is right, the accuracy
+    a perfect verifier would reach with these candidates. Next to the accuracy it tells whether
+    the policy (nothing right to find) or the verifier (a right answer not chosen) falls short."""
+    if not graded:
+        return None
+    return round(sum(any_candidate_correct(r) for r in graded) / len(graded), 4)
