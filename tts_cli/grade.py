@@ -1,8 +1,9 @@
 """Grading a problem set into a results file, one JSON line per problem, resumable.
 
 Each finished problem is appended and flushed at once, so a killed run loses at most the
-problems it was working on (with --concurrency K, up to K of them, in whatever order they end). Rerunning with the same file skips what is there; a half-written last line
-(the kill came mid-write) is dropped and that problem is redone.
+problems in flight (several with --concurrency; records come in the order problems finish).
+Rerunning with the same file skips what is there; a half-written last line (the kill came
+mid-write) is dropped and that problem is redone.
 """
 
 from __future__ import annotations

@@ -4,9 +4,9 @@ A strategy is a generator function `strategy(search, config)`: it keeps a list o
 engine sequence and the tree node it has reached) and pauses where it needs work done:
 `nodes = yield from run.step(paths)` (every path's next step) and `yield from run.score(nodes)`
 (verifier scores for new steps); `yield Parallel(parts)` runs independent parts of a search
-(paths, subtrees) side by side, each pausing on its own. The scheduler (scheduler.py) answers those requests for many
-searches at once; `Run.prune` / `Run.finish` record what the strategy decided, and `Run.result`
-turns the finished paths into a SearchResult.
+(paths, subtrees) side by side, each pausing on its own. The scheduler (scheduler.py) answers
+those requests for many searches at once; `Run.prune` / `Run.finish` record what the strategy
+decided, and `Run.result` turns the finished paths into a SearchResult.
 """
 
 from __future__ import annotations
