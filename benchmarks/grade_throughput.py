@@ -23,7 +23,7 @@ from tts_cli.grading import answers_match
 from tts_cli.models import smollm2_path
 from tts_cli.search import Job, Scheduler, SearchConfig
 from tts_cli.search.scheduler import slots_needed
-from tts_cli.solver import auto_concurrency, open_policy, open_verifier, policy_slots
+from tts_cli.solver import auto_concurrency, close, open_policy, open_verifier, policy_slots
 
 DATA = Path(__file__).resolve().parent / "data" / "arith-calib.jsonl"
 SETTINGS = {  # name -> (strategy, verifier, config overrides)
@@ -55,11 +55,7 @@ def run_setting(model, problems, strategy, prm, cfg, k, threads, context):
            "score_calls": scheduler.score_calls,
            "accuracy": sum(answers_match(results[i].answer, p["answer"]) for i, p in enumerate(problems)) / len(problems)}
     answers = {i: (results[i].answer, [c.text for c in results[i].candidates]) for i in results}
-    if verifier is not None:
-        verifier.close()
-        if getattr(verifier, "engine", None):
-            verifier.engine.close()
-    policy.close()
+    close(policy, verifier)
     return row, answers
 
 

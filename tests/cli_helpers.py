@@ -2,6 +2,7 @@
 every bad input must give."""
 
 import json
+import sys
 
 from typer.testing import CliRunner
 
@@ -18,6 +19,16 @@ def tts(*args, **kw):
 def write_jsonl(path, rows):
     path.write_text("".join(json.dumps(r) + "\n" for r in rows))
     return path
+
+
+def grade_command(tmp_path, model, out, *, n, concurrency, step_tokens):
+    """A `tts grade` subprocess command (majority N=2 on `model`) over n GSM8K-style problems
+    written to tmp_path, results to `out`: for tests that kill or interrupt a real run."""
+    data = write_jsonl(tmp_path / "d.jsonl", [{"question": f"What is {i} + 1?", "answer": f"x\n#### {i + 1}"}
+                                             for i in range(n)])
+    return [sys.executable, "-m", "tts_cli", "grade", str(data), "--out", str(out), "--policy", str(model),
+            "--strategy", "majority", "--n", "2", "--max-steps", "4", "--max-step-tokens", str(step_tokens),
+            "--threads", "1", "--concurrency", str(concurrency)]
 
 
 def one_line_error(r, *expected):

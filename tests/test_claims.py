@@ -14,12 +14,12 @@ import time
 import numpy as np
 import pytest
 
-from cli_helpers import FAST, one_line_error, tts, write_jsonl
+from cli_helpers import FAST, grade_command, one_line_error, tts, write_jsonl
 from tts_cli.difficulty import Bins
 from tts_cli.engine import Engine, Model
 from tts_cli.profile import Choice, Profile
 from tts_cli.search import STRATEGIES, SearchConfig, run_search
-from tts_cli.solver import open_policy, open_verifier
+from tts_cli.solver import close, open_policy, open_verifier
 from tts_cli.verifiers import RLHFlowPRM, StepToScore
 
 # --- 1. auto samples every path of its budget from its own stream -----------------------------
@@ -61,9 +61,7 @@ def test_beam_lookahead_end_to_end_at_n16_m4(tiny_model, prm):
     assert ahead.compute["verifier"]["tokens_evaluated"] > plain.compute["verifier"]["tokens_evaluated"]
     # nothing left behind in either context (and no slot ever ran out: that would have raised)
     assert not policy.live_sequences() and not verifier.engine.live_sequences()
-    verifier.close()
-    verifier.engine.close()
-    policy.close()
+    close(policy, verifier)
 
 
 # --- 3. the RLHFlow format against llama-cpp-python's own logits -------------------------------
@@ -113,9 +111,7 @@ def test_every_strategy_twice_with_one_seed_and_once_with_another(tiny_q4_model)
         policy = open_policy(model, cfg, strategy=strategy, n_threads=2, context_per_path=512)
         verifier = open_verifier("judge", policy, cfg, n_threads=2, context_per_path=512)
         r = run_search(strategy, "What is 4 + 4?", policy, verifier, cfg)
-        verifier.close()
-        verifier.engine.close()
-        policy.close()
+        close(policy, verifier)
         return r.answer, [c.text for c in r.candidates]
 
     for strategy in STRATEGIES:
@@ -197,12 +193,8 @@ def test_calibrate_from_the_cli_prefills_each_prompt_once_and_runs_cot_once(tiny
 
 def test_ctrl_c_during_grade_keeps_finished_problems_and_rerun_resumes(tiny_model, tmp_path):
     n = 16
-    data = write_jsonl(tmp_path / "d.jsonl", [{"question": f"What is {i} + 1?", "answer": f"x\n#### {i + 1}"}
-                                             for i in range(n)])
     out = tmp_path / "results.jsonl"
-    cmd = [sys.executable, "-m", "tts_cli", "grade", str(data), "--out", str(out), "--policy", str(tiny_model),
-           "--strategy", "majority", "--n", "2", "--max-steps", "4", "--max-step-tokens", "40", "--threads", "1",
-           "--concurrency", "2"]
+    cmd = grade_command(tmp_path, tiny_model, out, n=n, concurrency=2, step_tokens=40)
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     deadline = time.time() + 120
     while time.time() < deadline and not (out.exists() and out.read_text().count("\n") >= 1):

@@ -9,7 +9,7 @@ import time
 
 import pytest
 
-from cli_helpers import FAST, one_line_error, tts, write_jsonl
+from cli_helpers import FAST, grade_command, one_line_error, tts, write_jsonl
 
 
 def test_solve_json_has_the_documented_fields(tiny_model):
@@ -48,12 +48,8 @@ def test_recipe_sets_options_and_flags_override_it(tiny_model, tmp_path):
 @pytest.mark.parametrize("concurrency", ["1", "3"])
 def test_grade_killed_then_resumed_leaves_each_problem_once(tiny_model, tmp_path, concurrency):
     n = 12
-    data = write_jsonl(tmp_path / "d.jsonl", [{"question": f"What is {i} + 1?", "answer": f"x\n#### {i + 1}"}
-                                             for i in range(n)])
     out = tmp_path / "results.jsonl"
-    cmd = [sys.executable, "-m", "tts_cli", "grade", str(data), "--out", str(out), "--policy", str(tiny_model),
-           "--strategy", "majority", "--n", "2", "--max-steps", "4", "--max-step-tokens", "48", "--threads", "1",
-           "--concurrency", concurrency]
+    cmd = grade_command(tmp_path, tiny_model, out, n=n, concurrency=concurrency, step_tokens=48)
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.time() + 120
     while time.time() < deadline:

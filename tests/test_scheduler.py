@@ -101,7 +101,7 @@ PROBLEMS = ["What is 2 + 3?", "What is 7 - 4?", "What is 3 * 3?", "What is 10 + 
 
 
 def run_all(model, strategy, cfg, k, prm=None, problems=PROBLEMS):
-    from tts_cli.solver import open_policy, open_verifier
+    from tts_cli.solver import close, open_policy, open_verifier
     policy = open_policy(model, cfg, strategy=strategy, concurrency=k, n_threads=2, context_per_path=512)
     verifier = open_verifier(prm, policy, cfg, concurrency=k, n_threads=2, context_per_path=512)
     scheduler = Scheduler(policy, verifier, max_searches=k)
@@ -109,11 +109,7 @@ def run_all(model, strategy, cfg, k, prm=None, problems=PROBLEMS):
     v_engine = getattr(verifier, "engine", None)
     totals = (policy.stats.as_dict(), v_engine.stats.as_dict() if v_engine else None)
     leaked = len(policy.live_sequences()) + (len(v_engine.live_sequences()) if v_engine else 0)
-    if verifier is not None:
-        verifier.close()
-    if v_engine:
-        v_engine.close()
-    policy.close()
+    close(policy, verifier)
     return results, totals, leaked, scheduler
 
 

@@ -255,12 +255,8 @@ class Session:
 
     @staticmethod
     def close(scheduler) -> None:
-        verifier = scheduler.verifier
-        if verifier is not None:
-            verifier.close()
-            if verifier.engine is not None:
-                verifier.engine.close()
-        scheduler.engine.close()
+        from .solver import close
+        close(scheduler.engine, scheduler.verifier)
 
     def verifier_name(self) -> str:
         """The name the verifier reports (what profiles are matched against)."""

@@ -91,5 +91,14 @@ def open_verifier(spec: str | None, policy: Engine, config: SearchConfig, *, str
         raise EngineError(str(e))
 
 
-__all__ = ["DEFAULT_CONTEXT_PER_PATH", "Job", "Scheduler", "auto_concurrency", "open_policy", "open_verifier",
+def close(policy: Engine, verifier: Verifier | None) -> None:
+    """Free a policy engine and its verifier (and the verifier's own engine, if it has one)."""
+    if verifier is not None:
+        verifier.close()
+        if verifier.engine is not None:
+            verifier.engine.close()
+    policy.close()
+
+
+__all__ = ["DEFAULT_CONTEXT_PER_PATH", "close", "Job", "Scheduler", "auto_concurrency", "open_policy", "open_verifier",
            "policy_slots", "run_search"]

@@ -57,10 +57,6 @@ class Stats:
     def flops(self) -> float:
         return 2.0 * self.n_params * self.tokens_evaluated
 
-    def add(self, other: "Stats") -> None:
-        for k in ("tokens_prefilled", "tokens_generated", "tokens_evaluated", "decode_calls", "seconds"):
-            setattr(self, k, getattr(self, k) + getattr(other, k))
-
     def as_dict(self) -> dict:
         return {
             "n_params": self.n_params,
@@ -142,8 +138,8 @@ class StepBatch:
     def end(self, i: int, reason: str) -> None:
         self.reasons[i] = reason
 
-    def take(self, i: int, tok: int, lp: float, piece: bytes) -> bool:
-        """Record sequence i's new token; True while its step goes on."""
+    def take(self, i: int, tok: int, lp: float, piece: bytes) -> None:
+        """Record sequence i's new token and whether it ends the step."""
         self.tokens[i].append(tok)
         self.logprobs[i].append(lp)
         buf = self.bufs[i]
@@ -153,7 +149,6 @@ class StepBatch:
             self.reasons[i] = "stop"
         elif len(self.tokens[i]) >= self.max_tokens:
             self.reasons[i] = "length"
-        return self.reasons[i] is None
 
     def steps(self) -> list[Step]:
         return [Step(text=bytes(self.bufs[i]).decode("utf-8", "replace"), tokens=self.tokens[i],
@@ -194,10 +189,10 @@ class Engine:
         self.prefill_chunk = max(1, min(prefill_chunk, self.ctx.n_batch))
         self.stats = Stats(n_params=self.model.n_params)
         self.usage: dict[object, Stats] = {}
-        # Free slots as a min-heap: a new sequence takes the lowest one. With a split KV cache a
-        # llama_decode computes attention for every stream between the lowest and the highest
-        # slot in the batch, so live sequences packed low cost less (measured on CPU: 8 rows on
-        # slots 0-7 took 45 ms per decode, on slots 0, 4, ..., 28 80 ms).
+        # Free slots as a min-heap: a new sequence takes the lowest one. With a split KV cache
+        # llama.cpp cuts a decode into one micro-batch per run of consecutive sequence ids, so
+        # live sequences packed low cost less (measured on CPU: 8 rows on slots 0-7 took 45 ms
+        # per decode, on slots 0, 4, ..., 28 80 ms).
         self._free_slots = list(range(n_seq_max))
         self._live: dict[int, Sequence] = {}  # slot -> sequence
         # Prompts kept (one slot each) for later searches on the same problem or with the same
@@ -220,9 +215,6 @@ class Engine:
         """Sequences not released (cached prompts excluded); only `owner`'s when given."""
         cached = {id(s) for s in self._prompt_cache.values()}
         return [s for s in self._live.values() if id(s) not in cached and (owner is None or s.owner == owner)]
-
-    def usage_of(self, owner) -> Stats:
-        return self.usage.get(owner) or Stats(n_params=self.model.n_params)
 
     def tokenize(self, text: str, *, add_special: bool = False) -> list[int]:
         return self.model.tokenize(text, add_special=add_special, parse_special=True)
