@@ -25,7 +25,7 @@ from __future__ import annotations
 import itertools
 import time
 from dataclasses import dataclass, field
-from typing import Any, Iterable, Iterator
+from typing import Any, Callable, Iterable, Iterator
 
 from ..engine import EngineError, StepBatch
 from .common import Search
@@ -36,13 +36,18 @@ _keys = itertools.count(1)  # search keys, unique in the process (engines may ou
 
 @dataclass
 class Job:
-    """One search to run: a problem, a strategy and its configuration. `tag` is the caller's."""
+    """One search to run: a problem, a strategy and its configuration. `tag` is the caller's.
+
+    `strategy` is a name in STRATEGIES, or any generator function written like one (for
+    instance PRM training's rollouts); such a job says how many sequence `slots` it may hold
+    at once, and its result is any object with a `compute` attribute."""
 
     problem: str
-    strategy: str
+    strategy: str | Callable
     config: SearchConfig
     tag: Any = None
     on_event: EventHandler | None = None
+    slots: int | None = None  # sequences held at once; None: slots_needed(strategy, config)
 
 
 def slots_needed(strategy: str, config: SearchConfig) -> int:
@@ -173,24 +178,27 @@ class Scheduler:
 
         def admit(job: Job) -> bool:
             """Start the job if its sequences fit now; a job that can never fit fails."""
-            if job.strategy not in STRATEGIES:
+            custom = callable(job.strategy)
+            if not custom and job.strategy not in STRATEGIES:
                 raise ConfigError(f"unknown strategy {job.strategy!r}; choose from {', '.join(STRATEGIES)}")
             if job.strategy in NEEDS_VERIFIER and self.verifier is None:
                 raise ConfigError(f"{job.strategy} needs a verifier (--prm)")
-            need = slots_needed(job.strategy, job.config)
+            name = getattr(job.strategy, "__name__", job.strategy)
+            need = job.slots or slots_needed(job.strategy, job.config)
             if need > self.engine.n_seq_max:
-                raise EngineError(f"{job.strategy} with N={job.config.n} needs {need} sequences at once; the "
+                raise EngineError(f"{name} with N={job.config.n} needs {need} sequences at once; the "
                                   f"engine has {self.engine.n_seq_max} (open it for this budget)")
             # the prompt cache's slots stay free when a search can start without them
             capacity = max(need, self.engine.n_seq_max - getattr(self.engine, "prompt_cache_slots", 0))
             vcap = self.verifier_capacity
-            vneed = min(verifier_slots_needed(job.strategy, job.config), vcap) if vcap else 0
+            vneed = min(verifier_slots_needed(job.strategy, job.config), vcap) if vcap and not custom else 0
             if searches and (sum(x.search.reserved for x in searches) + need > capacity or
                              (vcap and sum(x.verifier_slots for x in searches) + vneed > vcap)):
                 return False
             search = Search(job.problem, self.engine, self.verifier, key=next(_keys), on_event=job.on_event)
             search.reserved = need
-            t = _Task(job, search, STRATEGIES[job.strategy](search, job.config), time.perf_counter(),
+            strategy = job.strategy if custom else STRATEGIES[job.strategy]
+            t = _Task(job, search, strategy(search, job.config), time.perf_counter(),
                       verifier_slots=vneed)
             searches.append(t)
             tasks.append(t)
