@@ -37,5 +37,6 @@ def tiny_q4_model(tmp_path_factory) -> Path:
 @pytest.fixture(autouse=True)
 def own_config_home(tmp_path_factory, monkeypatch):
     """Tests never read or write the developer's ~/.config/tts_cli (registry, saved profiles):
-    each test gets an empty config home, which subprocesses inherit."""
+    each test gets an empty config home (and data home: trained PRMs), which subprocesses inherit."""
     monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path_factory.mktemp("config")))
+    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path_factory.mktemp("data")))

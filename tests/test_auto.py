@@ -173,3 +173,38 @@ def test_agreement_estimates_pass_at_1():
     assert agreement([c("1"), c("2")]) == 0.0  # two different answers say nothing good
     assert agreement([c(None), c(None)]) == 0.0
     assert Bins().of(0.5) == "easy" and Bins().of(0.1) == "medium" and Bins().of(0.09) == "hard"
+
+
+def test_calibrate_chooses_the_temperature_per_bin_and_auto_samples_at_it(tmp_path):
+    problems = [Problem(id=f"p{i}", problem=f"p {i}", answer="1", line=i + 1) for i in range(4)]
+
+    def solve_many(pairs):  # majority is right only at T=0.3; the difficulty run says: easy
+        for setting, problem in pairs:
+            right = setting.strategy == "majority" and setting.temperature == 0.3 or setting.key == "majority_n5"
+            yield (setting, problem), fake_result("1" if right else "2", 1.0, ["1", "2"] if right else ["2", "1"])
+    plan = lambda b: candidate_settings(b, has_verifier=False, temperatures=(0.3, 0.7))  # noqa: E731
+    assert {s.key for s in plan(4)} == {"cot_n4", "majority_n4_t0.3", "majority_n4_t0.7"}
+    profile = calibrate(problems, [4], tmp_path / "runs", solve_many=solve_many, samples=5, has_verifier=False,
+                        policy={"file": "fake.gguf"}, prm=None, settings_for=plan)
+    choice = profile.lookup("easy", 4)
+    assert choice.settings() == {"strategy": "majority", "n": 4, "temperature": 0.3}
+    assert choice.pass_at_n == 1.0  # a right candidate at both temperatures: pass@N is kept per setting
+    assert all("pass_at_n" in p for p in profile.frontier)
+    profile.save(tmp_path / "profile.yaml")
+    engine = FakeEngine(easy_script)
+    engine.model.path = "fake.gguf"
+    result = run_search("auto", "p", engine, None, SearchConfig(n=8, probe=2, temperature=0.9,
+                                                                 profile=str(tmp_path / "profile.yaml")))
+    assert result.auto["chosen"] == "majority" and result.auto["settings"]["temperature"] == 0.3
+    temps = [s.sampling.temperature for s in engine.started]
+    assert temps.count(0.9) == 2 and temps.count(0.3) == 6  # the probe at the run's T, the rest at the profile's
+
+
+def test_headroom_is_the_share_of_the_oracle_gain_over_cot_captured():
+    from tts_cli.compare import headroom_captured
+    rows = [{"strategy": "cot", "n": 1, "accuracy": 0.2, "pass_at_n": 0.2},
+            {"strategy": "best-of-n", "n": 16, "accuracy": 0.35, "pass_at_n": 0.5},
+            {"strategy": "majority", "n": 16, "accuracy": 0.15, "pass_at_n": 0.5},
+            {"strategy": "beam", "n": 4, "accuracy": 0.2, "pass_at_n": 0.2}]
+    headroom_captured(rows)
+    assert [r["headroom"] for r in rows] == [None, 0.5, round(-0.05 / 0.3, 4), None]

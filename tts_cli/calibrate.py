@@ -16,7 +16,7 @@ from typing import Callable, Iterable, Iterator
 
 from .datasets import Problem
 from .difficulty import BIN_NAMES, Bins
-from .grade import grade_runs
+from .grade import any_candidate_correct, grade_runs
 from .grading import answers_match
 from .profile import Choice, Profile
 
@@ -28,6 +28,7 @@ class Setting:
     beam_width: int | None = None
     selection: str | None = None
     aggregation: str | None = None
+    temperature: float | None = None  # None: the run's --temperature
 
     @property
     def key(self) -> str:
@@ -38,6 +39,8 @@ class Setting:
             parts.append(self.selection)
         if self.aggregation:
             parts.append(self.aggregation)
+        if self.temperature is not None:
+            parts.append(f"t{self.temperature:g}")
         return "_".join(parts)
 
     def overrides(self) -> dict:
@@ -45,19 +48,24 @@ class Setting:
 
 
 def candidate_settings(budget: int, *, has_verifier: bool, beam_widths=(2, 4), selections=("vote", "max"),
-                       aggregations=("last", "min")) -> list[Setting]:
+                       aggregations=("last", "min"), temperatures=(None,)) -> list[Setting]:
+    """Every setting to measure at this budget. Each sampled setting is measured at each of
+    `temperatures` (a small policy's best temperature is often well below the paper's 0.7: its
+    samples right less often, its votes split). Greedy CoT has no temperature."""
     # CoT spends one greedy path of the budget: for a tiny policy on hard problems the cheapest
     # setting can be the best one, and the profile should be able to say so.
-    out = [Setting("cot", budget), Setting("majority", budget)]
-    if not has_verifier:
-        return out
-    for agg in aggregations:
-        for sel in selections:
-            out.append(Setting("best-of-n", budget, selection=sel, aggregation=agg))
-        for m in beam_widths:
-            if budget % m == 0 and m <= budget:
-                out.append(Setting("beam", budget, beam_width=m, selection="vote", aggregation=agg))
-                out.append(Setting("dvts", budget, beam_width=m, selection="vote", aggregation=agg))
+    out = [Setting("cot", budget)]
+    for t in temperatures:
+        out.append(Setting("majority", budget, temperature=t))
+        if not has_verifier:
+            continue
+        for agg in aggregations:
+            for sel in selections:
+                out.append(Setting("best-of-n", budget, selection=sel, aggregation=agg, temperature=t))
+            for m in beam_widths:
+                if budget % m == 0 and m <= budget:
+                    out.append(Setting("beam", budget, beam_width=m, selection="vote", aggregation=agg, temperature=t))
+                    out.append(Setting("dvts", budget, beam_width=m, selection="vote", aggregation=agg, temperature=t))
     return out
 
 
@@ -107,7 +115,8 @@ def calibrate(problems: list[Problem], budgets: list[int], workdir: Path, *,
                 flops = sum(r.get("compute", {}).get("flops", 0.0) for r in rs) / len(rs)
                 cand = Choice(bin=b, budget=budget, strategy=setting.strategy, accuracy=round(acc, 4),
                               flops=flops, problems=len(rs), beam_width=setting.beam_width,
-                              selection=setting.selection, aggregation=setting.aggregation)
+                              selection=setting.selection, aggregation=setting.aggregation,
+                              temperature=setting.temperature, pass_at_n=_pass_at_n(rs))
                 if best is None or (cand.accuracy, -cand.flops) > (best.accuracy, -best.flops):
                     best = cand
             if best is not None:
@@ -117,7 +126,8 @@ def calibrate(problems: list[Problem], budgets: list[int], workdir: Path, *,
         rs = [r for r in records if not r.get("error")]
         if rs:
             points.append({"setting": setting.key, "accuracy": round(sum(bool(r.get("correct")) for r in rs) / len(rs), 4),
-                           "flops": sum(r.get("compute", {}).get("flops", 0.0) for r in rs) / len(rs)})
+                           "flops": sum(r.get("compute", {}).get("flops", 0.0) for r in rs) / len(rs),
+                           "pass_at_n": _pass_at_n(rs)})
     frontier = [p for p in points
                 if not any(q["accuracy"] >= p["accuracy"] and q["flops"] < p["flops"] or
                            q["accuracy"] > p["accuracy"] and q["flops"] <= p["flops"] for q in points)]
@@ -126,6 +136,11 @@ def calibrate(problems: list[Problem], budgets: list[int], workdir: Path, *,
     return Profile(policy=policy, prm=prm, bins=bins, choices=choices, frontier=frontier,
                    meta={"problems": len(problems), "problems_per_bin": counts, "budgets": budgets,
                          "settings_measured": [s.key for s, _ in measured]})
+
+
+def _pass_at_n(records: list[dict]) -> float:
+    """The share of problems where any candidate was right: what a perfect verifier would get."""
+    return round(sum(any_candidate_correct(r) for r in records) / len(records), 4)
 
 
 def sampled_pass_at_1(record: dict) -> float:

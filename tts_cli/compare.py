@@ -52,3 +52,16 @@ def efficiency_table(rows: list[dict]) -> dict | None:
                    flops_gain=round(maj_row["flops_per_problem"] / auto_row["flops_per_problem"], 2)
                    if auto_row["flops_per_problem"] else None)
     return out
+
+
+def headroom_captured(rows: list[dict]) -> None:
+    """Adds each row's `headroom`: (accuracy - CoT) / (pass@N - CoT), the share of the gain a
+    perfect verifier would make over greedy CoT with these candidates that the strategy made.
+    None without a CoT row, or when pass@N does not exceed CoT (no headroom to capture)."""
+    cot = next((r["accuracy"] for r in rows if r["strategy"] == "cot" and r["accuracy"] is not None), None)
+    for r in rows:
+        r["headroom"] = None
+        if cot is None or r["strategy"] == "cot" or r["accuracy"] is None or r.get("pass_at_n") is None:
+            continue
+        if r["pass_at_n"] > cot:
+            r["headroom"] = round((r["accuracy"] - cot) / (r["pass_at_n"] - cot), 4)

@@ -30,11 +30,13 @@ class Choice:
     beam_width: int | None = None
     selection: str | None = None
     aggregation: str | None = None
+    temperature: float | None = None  # None: whatever the search is given
+    pass_at_n: float | None = None  # share of problems with any right candidate (the verifier's ceiling)
 
     def settings(self) -> dict:
         """Search options that reproduce this choice."""
         out = {"strategy": self.strategy, "n": self.budget}
-        for k in ("beam_width", "selection", "aggregation"):
+        for k in ("beam_width", "selection", "aggregation", "temperature"):
             if getattr(self, k) is not None:
                 out[k] = getattr(self, k)
         return out
