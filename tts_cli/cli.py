@@ -802,10 +802,13 @@ def train_prm(
         with _TrainProgress() as bar:
             head, report = train(problems, folder, cfg, run, policy_path=Path(policy_path), base_path=Path(base_path),
                                  progress=bar)
-        trained = {"data": str(data), "policy": str(policy_path), "labels": report["labels"],
+        trained = {"data": str(data.resolve()), "policy": str(policy_path), "labels": report["labels"],
                    "samples": samples, "rollouts": run.rollouts, "temperature": cfg.temperature,
-                   "problems": report["problems"], "heldout_step_auc": report["head"]["step_auc"],
-                   "heldout_within_problem_auc": report["head"]["within_problem_auc"], "report": str(folder / "report.json")}
+                   "prompt": cfg.prompt, "problems": report["problems"],
+                   "heldout_step_auc": report["head"]["step_auc"],
+                   "heldout_within_problem_auc": report["head"]["within_problem_auc"],
+                   "heldout_choosing_among_samples": report["head"]["selection"],
+                   "report": str((folder / "report.json").resolve())}
         registry_file = models_file or user_registry_path()
         save_entry(registry_file, registry_entry(out, base_entry, Path(base_path), report["base_params"], folder / "head.npz",
                                                   trained))
