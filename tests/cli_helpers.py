@@ -31,6 +31,20 @@ def grade_command(tmp_path, model, out, *, n, concurrency, step_tokens):
             "--threads", "1", "--concurrency", str(concurrency)]
 
 
+def interrupt_when_written(cmd, path, lines=1, timeout=120):
+    """Start `cmd`, send it Ctrl-C (SIGINT) once `path` holds `lines` lines; (return code, stderr)."""
+    import signal
+    import subprocess
+    import time
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + timeout
+    while time.time() < deadline and not (path.exists() and path.read_text().count("\n") >= lines):
+        time.sleep(0.02)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=timeout)
+    return proc.returncode, err
+
+
 def one_line_error(r, *expected):
     """Bad input: exit 2 (not 1, an uncaught exception), no traceback, one `error:` line naming
     what is wrong."""

@@ -6,15 +6,13 @@ bench, calibrate, head PRMs, offline pull)."""
 import json
 import math
 import os
-import signal
 import subprocess
 import sys
-import time
 
 import numpy as np
 import pytest
 
-from cli_helpers import FAST, grade_command, one_line_error, tts, write_jsonl
+from cli_helpers import FAST, grade_command, interrupt_when_written, one_line_error, tts, write_jsonl
 from tts_cli.difficulty import Bins
 from tts_cli.engine import Engine, Model
 from tts_cli.profile import Choice, Profile
@@ -195,13 +193,8 @@ def test_ctrl_c_during_grade_keeps_finished_problems_and_rerun_resumes(tiny_mode
     n = 16
     out = tmp_path / "results.jsonl"
     cmd = grade_command(tmp_path, tiny_model, out, n=n, concurrency=2, step_tokens=40)
-    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-    deadline = time.time() + 120
-    while time.time() < deadline and not (out.exists() and out.read_text().count("\n") >= 1):
-        time.sleep(0.02)
-    proc.send_signal(signal.SIGINT)
-    _, err = proc.communicate(timeout=120)
-    assert proc.returncode == 130, err
+    returncode, err = interrupt_when_written(cmd, out)
+    assert returncode == 130, err
     kept = [json.loads(line) for line in out.read_text().splitlines()]
     assert 1 <= len(kept) < n, "the interrupt did not land mid-run"
     assert "rerun to resume" in err and "Traceback" not in err

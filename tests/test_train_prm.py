@@ -7,11 +7,11 @@ import json
 import numpy as np
 import pytest
 
-from cli_helpers import one_line_error, tts, write_jsonl
+from cli_helpers import interrupt_when_written, one_line_error, tts, write_jsonl
 from fake_engine import FakeEngine
 from tts_cli.datasets import Problem
 from tts_cli.search import Job, Scheduler, SearchConfig
-from tts_cli.train_prm import (Head, StepTable, TrainingError, collect_rollouts, fit_head, label_rollouts,
+from tts_cli.train_prm import (StepTable, TrainingError, collect_rollouts, fit_head, label_rollouts,
                                rollout_slots, selection, split_problems, within_problem_auc)
 from tts_cli.verifiers import ValueHeadPRM, load_head
 
@@ -192,7 +192,6 @@ def test_train_prm_bad_input_gives_one_line(tmp_path, tiny_model):
 
 @pytest.mark.slow
 def test_train_prm_on_smollm2_then_best_of_n_scores_with_it(tmp_path, smollm2):
-    from tts_cli.search.common import Search  # noqa: F401  (the package imports cleanly)
     src = [json.loads(x) for x in open("benchmarks/data/arith-calib.jsonl")][:8]
     data = write_jsonl(tmp_path / "train.jsonl", src)
     r = tts("train-prm", data, "--out", "smol-prm", "--dir", tmp_path / "prm", "--samples", "4", "--rollouts", "2",
@@ -212,10 +211,8 @@ def test_train_prm_on_smollm2_then_best_of_n_scores_with_it(tmp_path, smollm2):
 
 
 def test_ctrl_c_during_rollouts_keeps_finished_problems_and_rerun_resumes(tmp_path, tiny_model):
-    import signal
     import subprocess
     import sys
-    import time
     n = 12
     data = write_jsonl(tmp_path / "d.jsonl", [{"id": f"q{i}", "problem": f"What is {i} + 1?", "answer": str(i + 1)}
                                               for i in range(n)])
@@ -223,13 +220,8 @@ def test_ctrl_c_during_rollouts_keeps_finished_problems_and_rerun_resumes(tmp_pa
     cmd = [sys.executable, "-m", "tts_cli", "train-prm", str(data), "--out", "ctrl-c", "--dir", str(tmp_path / "w"),
            "--policy", str(tiny_model), "--samples", "2", "--rollouts", "2", "--max-steps", "3",
            "--max-step-tokens", "40", "--threads", "1", "--concurrency", "1"]
-    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-    deadline = time.time() + 120
-    while time.time() < deadline and not (rollouts.exists() and rollouts.read_text().count("\n") >= 1):
-        time.sleep(0.02)
-    proc.send_signal(signal.SIGINT)
-    _, err = proc.communicate(timeout=120)
-    assert proc.returncode == 130, err
+    returncode, err = interrupt_when_written(cmd, rollouts)
+    assert returncode == 130, err
     assert "rerun" in err and "Traceback" not in err
     kept = [json.loads(x) for x in rollouts.read_text().splitlines()]
     assert 1 <= len(kept) < n, "the interrupt did not land mid-run"

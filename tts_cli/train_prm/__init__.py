@@ -33,6 +33,8 @@ import numpy as np
 
 from ..datasets import Problem
 from ..engine import Engine
+from ..grade import read_results
+from ..solver import MAX_SEQUENCES
 from ..search.types import SearchConfig
 from .errors import SKLEARN_HINT, TrainingError
 from .features import FeatureStore, HiddenStateReader, collect_features, step_features
@@ -97,14 +99,15 @@ def train(problems: list[Problem], folder: Path, config: SearchConfig, settings:
     try:
         need = rollout_slots(settings.samples, settings.rollouts)
         k = settings.concurrency or auto_concurrency(need, policy_model.offloaded)
-        k = max(1, min(k, (256 - PROMPT_CACHE_SLOTS) // need))
-        if need + PROMPT_CACHE_SLOTS > 256:
-            raise TrainingError(f"--samples x (1 + --rollouts) = {need} sequences at once; llama.cpp allows 254")
+        if need + PROMPT_CACHE_SLOTS > MAX_SEQUENCES:
+            raise TrainingError(f"--samples x (1 + --rollouts) = {need} sequences at once; a context holds "
+                                f"{MAX_SEQUENCES - PROMPT_CACHE_SLOTS}")
+        k = max(1, min(k, (MAX_SEQUENCES - PROMPT_CACHE_SLOTS) // need))
         policy = open_policy(policy_model, config, slots=k * need + PROMPT_CACHE_SLOTS,
                              n_threads=settings.n_threads, context_per_path=settings.context_per_path)
         try:
             wanted = set(ids)
-            done_before = len({r.get("id") for r in _existing(folder / "rollouts.jsonl")} & wanted)
+            done_before = len({r.get("id") for r in read_results(folder / "rollouts.jsonl")} & wanted)
             progress.stage("rollouts", len(problems), done_before)
             counts = {"samples": 0, "correct": 0}
 
@@ -190,11 +193,6 @@ def train(problems: list[Problem], folder: Path, config: SearchConfig, settings:
         policy_model.close()
 
 
-def _existing(path: Path):
-    from ..grade import read_results
-    return read_results(path) if path.exists() else []
-
-
 def _reading_engine(model, records: list[dict], chunk: int, settings: TrainSettings, *, embeddings: bool) -> Engine:
     """An engine that reads `chunk` problems' samples side by side (unified KV: a problem's
     samples share its text). Sized from the texts themselves."""
@@ -205,7 +203,7 @@ def _reading_engine(model, records: list[dict], chunk: int, settings: TrainSetti
     sizes = sorted((cells(r) for r in records), reverse=True)
     n_ctx = max(1024, sum(sizes[:chunk]) + 512)
     n_seq = chunk * (2 * settings.samples + 1) + 8
-    return Engine(model, n_ctx=n_ctx, n_seq_max=min(256, n_seq), kv_unified=True, n_threads=settings.n_threads,
+    return Engine(model, n_ctx=n_ctx, n_seq_max=min(MAX_SEQUENCES, n_seq), kv_unified=True, n_threads=settings.n_threads,
                   embeddings=embeddings)
 
 

@@ -34,34 +34,41 @@ def step_features(reader: IncrementalVerifier, records: list[dict]) -> list[np.n
     """What `reader` reads at the end of every step of every sample, per record (rows in sample
     then step order): hidden states (HiddenStateReader) or scores (any incremental verifier,
     e.g. the judge). The records' problems are read side by side, depth by depth; a step's text
-    extends its parent's sequence (each problem's text is read once)."""
+    extends its parent's sequence, and samples that share their first steps share those nodes,
+    so no text is read twice."""
     keys = [("features", i) for i in range(len(records))]
-    out = [[] for _ in records]
+    nodes: list[dict[tuple, int]] = [{(): 0} for _ in records]  # steps so far -> node id (root 0)
+    values: list[dict[tuple, np.ndarray]] = [{} for _ in records]
     try:
         for key, rec in zip(keys, records):
             reader.begin(key, rec["problem"])
         depth = 0
         while True:
             items, where = [], []
-            for key, rec, rows in zip(keys, records, out):
-                for s, sample in enumerate(rec["samples"]):
-                    if depth < len(sample["steps"]):
-                        node = s * 10_000 + depth + 1
-                        items.append(StepToScore(key=key, node_id=node, parent_id=node - 1 if depth else 0,
-                                                 text=sample["steps"][depth], logprobs=[]))
-                        where.append((rows, s, depth))
+            for key, rec, ids, vals in zip(keys, records, nodes, values):
+                for sample in rec["samples"]:
+                    prefix = tuple(sample["steps"][:depth + 1])
+                    if len(prefix) == depth + 1 and prefix not in ids:
+                        ids[prefix] = len(ids)
+                        items.append(StepToScore(key=key, node_id=ids[prefix], parent_id=ids[prefix[:-1]],
+                                                 text=prefix[-1], logprobs=[]))
+                        where.append((vals, prefix))
             if not items:
                 break
-            for (rows, s, d), h in zip(where, reader.score(items)):
-                rows.append((s, d, np.asarray(h, dtype=np.float32)))
-            for key, rec in zip(keys, records):  # parents will not be extended again
-                reader.forget(key, [s * 10_000 + depth for s in range(len(rec["samples"])) if depth])
+            for (vals, prefix), h in zip(where, reader.score(items)):
+                vals[prefix] = np.asarray(h, dtype=np.float32)
+            if depth:  # the nodes one step up will not be extended again
+                for key, ids in zip(keys, nodes):
+                    reader.forget(key, [i for prefix, i in ids.items() if len(prefix) == depth])
             depth += 1
     finally:
         for key in keys:
             reader.end(key)
-    return [np.stack([h for _, _, h in sorted(rows, key=lambda r: (r[0], r[1]))])
-            if rows else np.zeros((0,), np.float32) for rows in out]
+    out = []
+    for rec, vals in zip(records, values):
+        rows = [vals[tuple(sm["steps"][:d + 1])] for sm in rec["samples"] for d in range(len(sm["steps"]))]
+        out.append(np.stack(rows) if rows else np.zeros((0,), np.float32))
+    return out
 
 
 class FeatureStore:

@@ -104,7 +104,7 @@ def fit_head(train: StepTable, *, folds: int = 5, grid: Iterable[float] = C_GRID
             logits = np.zeros(len(train.soft))
             try:
                 for tr, te in splits:
-                    w, b = _fit(train.subset(np.isin(np.arange(len(train.soft)), tr)), c)
+                    w, b = _fit(train.subset(tr), c)
                     logits[te] = train.x[te] @ w + b
             except TrainingError:  # a fold with one class: this grid point cannot be judged
                 continue

@@ -3,7 +3,6 @@ end, forked from its KV cache), through the scheduler; one line per problem in r
 
 from __future__ import annotations
 
-import math
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Callable
@@ -15,6 +14,7 @@ from ..search.common import Path as SearchPath
 from ..search.common import Search
 from ..search.scheduler import Job
 from ..search.types import Parallel, SearchConfig
+from ..verifiers.confidence import mean_token_probability
 
 
 @dataclass
@@ -60,8 +60,7 @@ def _labelled_sample(run, path: SearchPath, k: int, reference: str):
     rollouts, reached, confidence = [], [], []
     while path.node.state != "finished":
         (node,) = yield from run.step([path])
-        lps = [lp for lp in run.logprobs.get(node.id, []) if math.isfinite(lp)]
-        confidence.append(math.exp(sum(lps) / len(lps)) if lps else 0.0)
+        confidence.append(mean_token_probability(run.logprobs.get(node.id, [])) or 0.0)
         hits = 0
         if k and node.state != "finished":
             forks = [SearchPath(seq, node) for seq in run.engine.fork(path.seq, k)]

@@ -28,12 +28,9 @@ class StepTable:
         """The binary label metrics use: the step more likely leads to the answer than not."""
         return self.soft >= 0.5
 
-    def subset(self, mask: np.ndarray) -> "StepTable":
-        return StepTable(**{k: v[mask] for k, v in asdict_arrays(self).items()})
-
-
-def asdict_arrays(t: StepTable) -> dict[str, np.ndarray]:
-    return {k: getattr(t, k) for k in StepTable.__dataclass_fields__}
+    def subset(self, rows: np.ndarray) -> "StepTable":
+        """The rows picked by a boolean mask or an index array."""
+        return StepTable(**{k: getattr(self, k)[rows] for k in StepTable.__dataclass_fields__})
 
 
 def step_table(records: list[dict], features: dict[str, np.ndarray]) -> StepTable:

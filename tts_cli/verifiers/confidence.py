@@ -8,6 +8,12 @@ import math
 from .base import StepToScore, Verifier
 
 
+def mean_token_probability(logprobs: list[float]) -> float | None:
+    """exp(mean finite log-probability): the step's confidence; None for an empty step."""
+    finite = [lp for lp in logprobs if math.isfinite(lp)]
+    return math.exp(sum(finite) / len(finite)) if finite else None
+
+
 class ConfidenceVerifier(Verifier):
     name = "confidence"
 
@@ -17,10 +23,8 @@ class ConfidenceVerifier(Verifier):
     def score(self, items: list[StepToScore]) -> list[float]:
         out = []
         for it in items:
-            finite = [lp for lp in it.logprobs if math.isfinite(lp)]
-            if finite:
-                s = math.exp(sum(finite) / len(finite))
-            else:  # an empty step (the path just ended): it says nothing new
+            s = mean_token_probability(it.logprobs)
+            if s is None:  # an empty step (the path just ended): it says nothing new
                 s = self._scores.get((it.key, it.parent_id), 0.5)
             self._scores[(it.key, it.node_id)] = s
             out.append(s)
