@@ -188,6 +188,7 @@ def test_train_prm_bad_input_gives_one_line(tmp_path, tiny_model):
     one_line_error(_train(good, tiny_model, tmp_path / "w", "p", "--labels", "soft"), "--labels")
     one_line_error(_train(good, tiny_model, tmp_path / "w", "p", "--baselines", "oracle"), "--baselines")
     one_line_error(_train(good, tiny_model, tmp_path / "w", "p", "--holdout", "1.0"), "--holdout")
+    one_line_error(_train(good, tiny_model, data, "p"), "d.jsonl", "--dir")  # --dir is a file
 
 
 @pytest.mark.slow

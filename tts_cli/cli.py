@@ -793,6 +793,8 @@ def train_prm(
         base_path, base_entry = resolve(base, registry) if base else (policy_path, policy_entry)
         problems, _ = read_problems(data, problem_key=problem_key, answer_key=answer_key, limit=limit)
         folder = folder or default_prm_dir(out)
+        if folder.exists() and not folder.is_dir():
+            raise UserError(f"{folder}: --dir must be a folder; this is a file")
         run = TrainSettings(samples=samples, rollouts=0 if labels == "outcome" else rollouts, holdout=holdout,
                             seed=cfg.seed, concurrency=k, baselines=tuple(chosen), n_threads=threads,
                             n_gpu_layers=gpu_layers, context_per_path=settings["context_per_path"] or 2048)

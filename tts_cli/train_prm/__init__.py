@@ -85,7 +85,10 @@ def train(problems: list[Problem], folder: Path, config: SearchConfig, settings:
     require_sklearn()  # before any compute: the fit needs it
     split_problems([], settings.holdout)  # a bad --holdout fails now, not after the rollouts
     progress = progress or Progress()
-    folder.mkdir(parents=True, exist_ok=True)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise TrainingError(f"{folder}: cannot be the working folder ({e.strerror})")
     ids = [p.id for p in problems]
     if len(set(ids)) != len(ids):
         dup = next(i for i in ids if ids.count(i) > 1)
