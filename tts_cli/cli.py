@@ -12,6 +12,7 @@ from rich.console import Console
 from rich.table import Table
 
 from .datasets import DataError
+from .cluster import ClusterError, normalize_ray_args
 from .engine import EngineError
 from .grade import ResultsError
 from .models import SMOLLM2_HINT, smollm2_path
@@ -37,11 +38,12 @@ class UserError(Exception):
 
 # Errors that are the user's to fix: one line on stderr, exit code 2, no traceback.
 USER_ERRORS = (UserError, EngineError, RegistryError, DataError, ConfigError, ResultsError, ProfileError,
-               TrainingError)
+               TrainingError, ClusterError)
 
 
 def fail(message: str, code: int = 2) -> None:
-    err_console.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
+    from rich.markup import escape  # messages quote user text, file names and "[extra]"s
+    err_console.print(f"[bold red]error:[/] {escape(message)}", highlight=False, soft_wrap=True)
     raise typer.Exit(code)
 
 
@@ -179,129 +181,6 @@ def search_config(settings: dict):
     return cfg
 
 
-class Session:
-    """The loaded policy and verifier for a run; engines sized for the search budget."""
-
-    def __init__(self, settings: dict):
-        from .registry import load_registry, resolve
-        from .solver import DEFAULT_CONTEXT_PER_PATH
-
-        self.settings = settings
-        self.registry = load_registry(settings["models_file"])
-        policy = settings["policy"]
-        if policy is None:
-            path = smollm2_path()
-            if path is None:
-                raise UserError(SMOLLM2_HINT)
-            self.policy_path = path
-        else:
-            self.policy_path, _ = resolve(policy, self.registry)
-        # The verifier: --prm, else the policy as judge (used only by strategies that score steps).
-        self.prm = settings["prm"] or "judge"
-        self.prm_path, self.prm_entry = None, None
-        if self.prm is not None and self.prm not in ("judge", "confidence"):
-            self.prm_path, self.prm_entry = resolve(self.prm, self.registry)
-        self.context = settings["context_per_path"] or DEFAULT_CONTEXT_PER_PATH
-        self._model = None
-
-    def open(self, plans: list, concurrency: int | None = 1):
-        """A scheduler on a policy engine and verifier sized for `concurrency` searches of the
-        given (strategy, config) pairs at once (None: as many as fill a batch)."""
-        from .engine import Model
-        from .search.scheduler import Scheduler, slots_needed
-        from .solver import MAX_SEQUENCES, PROMPT_CACHE_SLOTS, auto_concurrency, open_policy, open_verifier
-        if self._model is None:
-            self._model = Model(self.policy_path, n_gpu_layers=self.settings["gpu_layers"])
-        need = max(slots_needed(s, c) for s, c in plans)
-        if need + PROMPT_CACHE_SLOTS > MAX_SEQUENCES:
-            raise UserError(f"a search of {need} sequences does not fit llama.cpp's {MAX_SEQUENCES} per context")
-        uses = any(s in USES_VERIFIER for s, _ in plans)
-        model_verifier = uses and self.prm not in ("confidence",)
-        k = concurrency or auto_concurrency(need, self._model.offloaded, model_verifier)
-        k = max(1, min(k, (MAX_SEQUENCES - PROMPT_CACHE_SLOTS) // need))
-        biggest = max((c for _, c in plans), key=lambda c: c.n * (2 if c.lookahead else 1))
-        policy = open_policy(self._model, biggest, slots=k * need + PROMPT_CACHE_SLOTS, n_threads=self.settings["threads"],
-                             context_per_path=self.context)
-        spec = self.prm if self.prm in ("judge", "confidence") else str(self.prm_path)
-        try:
-            verifier = open_verifier(spec if uses else None, policy, biggest, concurrency=k,
-                                     n_gpu_layers=self.settings["gpu_layers"], n_threads=self.settings["threads"],
-                                     context_per_path=self.context, prm_entry=self.prm_entry)
-        except BaseException:
-            policy.close()
-            raise
-        # The engine holds k searches' paths; more searches may be in flight while some finish
-        # their last paths (the scheduler admits by free slots).
-        scheduler = Scheduler(policy, verifier, max_searches=4 * k)
-        scheduler.concurrency = k
-        return scheduler
-
-    def fit_context(self, problem: str) -> None:
-        """Room for a long problem: each path's context (its own KV stream) holds the prompt
-        plus at least 1024 tokens of solution and template."""
-        from .engine import Model
-        if self._model is None:
-            self._model = Model(self.policy_path, n_gpu_layers=self.settings["gpu_layers"])
-        self.context = max(self.context, len(self._model.tokenize(problem)) + 1024)
-
-    def solve_many(self, scheduler, pairs, job_for):
-        """Run (key, problem) pairs as searches; yield ((key, problem), result or exception) as
-        each ends. job_for(key) gives (strategy, config)."""
-        from .search import Job
-
-        def jobs():
-            for key, problem in pairs:
-                strategy, cfg = job_for(key)
-                yield Job(problem.problem, strategy, self.prepare(strategy, cfg), tag=(key, problem))
-        for job, out in scheduler.run(jobs()):
-            if not isinstance(out, BaseException):
-                out.config = {**self.describe(), "strategy": job.strategy, **out.config}
-            yield job.tag, out
-
-    def prepare(self, strategy: str, cfg):
-        """auto without --profile uses the profile calibrate saved for this policy and verifier."""
-        if strategy == "auto" and not cfg.profile:
-            from dataclasses import replace
-            return replace(cfg, profile=self.saved_profile())
-        return cfg
-
-    @staticmethod
-    def close(scheduler) -> None:
-        from .solver import close
-        close(scheduler.engine, scheduler.verifier)
-
-    def verifier_name(self) -> str:
-        """The name the verifier reports (what profiles are matched against)."""
-        if self.prm in ("judge", "confidence"):
-            return self.prm
-        return (self.prm_entry or {}).get("name") or Path(str(self.prm_path)).stem
-
-    def saved_profile(self) -> str | None:
-        """The profile `tts calibrate` saved for this policy and verifier, if any."""
-        from .profile import saved_profile_path
-        path = saved_profile_path(str(self.policy_path), self.verifier_name())
-        return str(path) if path.exists() else None
-
-    @property
-    def uses_verifier(self) -> bool:
-        return self.settings["strategy"] in USES_VERIFIER
-
-    def describe(self) -> dict:
-        prm = (str(self.prm_path) if self.prm_path else self.prm) if self.uses_verifier else None
-        return {**self.settings, "policy": str(self.policy_path), "prm": prm}
-
-
-def _solve_one(session: Session, strategy: str, problem: str, scheduler, config, on_event=None):
-    from .search import run_search
-    try:
-        result = run_search(strategy, problem, scheduler.engine, scheduler.verifier,
-                            session.prepare(strategy, config), on_event)
-    except ValueError as e:  # an impossible combination of options
-        raise UserError(str(e))
-    result.config = {**session.describe(), **result.config}
-    return result
-
-
 # Typer options reused by several commands
 O_CONFIG = typer.Option(None, "--config", help="YAML recipe of search options (flags override it).")
 O_POLICY = typer.Option(None, "--policy", help="Policy model: a models.yaml name or a .gguf path (default: bundled SmolLM2-135M-Instruct).")
@@ -324,6 +203,8 @@ O_CONTEXT = typer.Option(None, "--context-per-path", help="KV cells per path, pr
 O_PROFILE = typer.Option(None, "--profile", help="auto: a `tts calibrate` profile (default: the one saved for this policy and --prm).")
 O_PROMPT = typer.Option(None, "--prompt", help="chat (the model's template), few-shot (worked examples in plain text; base models), or auto (default).")
 O_CONCURRENCY = typer.Option("auto", "--concurrency", help="Searches in flight at once, their sequences batched together: a number, or auto (fill a batch: 64 sequences on a GPU, 32 on CPU).")
+O_RAY = typer.Option(None, "--ray", metavar="[ADDRESS]", help="Run the searches on Ray workers: bare --ray starts a local instance (loopback only, no dashboard); --ray HOST:PORT or --ray auto joins a running cluster. Needs tts_cli[ray].")
+O_WORKERS = typer.Option(None, "--workers", min=1, help="With --ray: workers (default: one per GPU, or one per node on CPU nodes).")
 O_PROBE = typer.Option(None, "--probe", help="auto: probe paths that predict the difficulty (default N/4, between 2 and 4; they count in N).")
 
 
@@ -361,6 +242,7 @@ def solve(
             text = text[:MAX_PROBLEM_CHARS]
         settings = effective_settings(config, collect_flags(locals()))
         cfg = search_config(settings)
+        from .solver import Session
         session = Session(settings)
         session.fit_context(text)
         scheduler = session.open([(settings["strategy"], cfg)])
@@ -368,10 +250,10 @@ def solve(
             live = console.is_terminal and not no_live and not as_json
             if live:
                 with Live(console=console, refresh_per_second=8, transient=False) as lv:
-                    result = _solve_one(session, settings["strategy"], text, scheduler, cfg,
-                                        LiveView(lv, f"{settings['strategy']} N={cfg.n}"))
+                    result = session.solve(scheduler, settings["strategy"], text, cfg,
+                                           LiveView(lv, f"{settings['strategy']} N={cfg.n}"))
             else:
-                result = _solve_one(session, settings["strategy"], text, scheduler, cfg)
+                result = session.solve(scheduler, settings["strategy"], text, cfg)
         finally:
             session.close(scheduler)
         result.notes = notes + result.notes
@@ -421,20 +303,21 @@ def grade(
     gpu_layers: Optional[int] = O_GPU, threads: Optional[int] = O_THREADS,
     models_file: Optional[Path] = O_MODELS_FILE, context_per_path: Optional[int] = O_CONTEXT,
     profile: Optional[Path] = O_PROFILE, probe: Optional[int] = O_PROBE, prompt: Optional[str] = O_PROMPT,
-    concurrency: str = O_CONCURRENCY,
+    concurrency: str = O_CONCURRENCY, ray: Optional[str] = O_RAY, workers: Optional[int] = O_WORKERS,
 ):
     """Grade a JSONL problem set; one result line per problem, appended as each finishes.
 
     Examples:
       tts grade ../shared/data/gsm8k_test.jsonl --out cot.jsonl --strategy cot --limit 20
       tts grade math500.jsonl --out beam16.jsonl --config recipes/beam-n16.yaml --concurrency 8
+      tts grade math500.jsonl --out beam16.jsonl --strategy beam --n 16 --ray 10.0.0.1:6379
     """
     flags = collect_flags(locals())
     try:
         settings = effective_settings(config, flags)
         k = parse_concurrency(concurrency)
         summary = run_grade(data, {"": (out, settings)}, problem_key=problem_key, answer_key=answer_key,
-                            limit=limit, skip_bad=skip_bad, concurrency=k)[""]
+                            limit=limit, skip_bad=skip_bad, concurrency=k, ray=ray, workers=workers)[""]
     except USER_ERRORS as e:
         fail(str(e))
     print_summary(summary, out)
@@ -456,16 +339,27 @@ def parse_concurrency(text: str) -> int | None:
     return k
 
 
-def say_concurrency(scheduler, asked: int | None) -> None:
-    err_console.print(f"concurrency: {scheduler.concurrency}{' (auto)' if asked is None else ''}: "
-                      f"{scheduler.engine.n_seq_max} sequence slots, searches start as their paths fit",
-                      highlight=False)
+def open_solver(settings: dict, plans: list, concurrency: int | None, ray: str | None = None,
+                workers: int | None = None):
+    """The searches of a batch command: on this machine, or on Ray workers with --ray."""
+    if ray is None:
+        if workers is not None:
+            raise UserError("--workers goes with --ray")
+        from .solver import LocalSolver
+        solver = LocalSolver(settings, plans, concurrency)
+    else:
+        from .cluster import RaySolver
+        solver = RaySolver(ray, settings, plans, concurrency, workers,
+                           on_status=lambda text: err_console.print(text, highlight=False, markup=False))
+    err_console.print(solver.describe(), highlight=False, markup=False)
+    return solver
 
 
 def run_grade(data: Path, runs: dict, *, problem_key=None, answer_key=None, limit=None, skip_bad=False,
-              concurrency: int | None = None, show_progress=True) -> dict:
+              concurrency: int | None = None, show_progress=True, ray: str | None = None,
+              workers: int | None = None) -> dict:
     """Grade the data set under each run (key -> (results path, settings)), all runs' searches
-    in one scheduler; returns key -> GradeSummary."""
+    in one stream (one scheduler, or one queue of Ray workers); returns key -> GradeSummary."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
     from .datasets import read_problems
@@ -477,10 +371,8 @@ def run_grade(data: Path, runs: dict, *, problem_key=None, answer_key=None, limi
     for path, _ in runs.values():
         _check_writable(path)
     first = next(iter(runs.values()))[1]
-    session = Session({**first, "strategy": "auto" if any(s in USES_VERIFIER for s, _ in plans.values())
-                       else first["strategy"]})
-    scheduler = session.open(list(plans.values()), concurrency)
-    say_concurrency(scheduler, concurrency)
+    solver = open_solver({**first, "strategy": "auto" if any(s in USES_VERIFIER for s, _ in plans.values())
+                          else first["strategy"]}, list(plans.values()), concurrency, ray, workers)
     state = {key: {"done": 0, "correct": 0} for key in runs}
     for key, (path, _) in runs.items():
         for r in read_results(path) if path.exists() else []:
@@ -504,14 +396,14 @@ def run_grade(data: Path, runs: dict, *, problem_key=None, answer_key=None, limi
                     st["done"] += 1
                     st["correct"] += bool(rec["correct"])
                 acc = f"{st['correct'] / st['done']:.1%}" if st["done"] else "-"
-                progress.update(tasks[key], advance=1, acc=acc, flight=scheduler.in_flight)
+                progress.update(tasks[key], advance=1, acc=acc, flight=solver.in_flight)
 
             return grade_runs(problems, {key: path for key, (path, _) in runs.items()},
-                              lambda pairs: session.solve_many(scheduler, pairs, plans.__getitem__),
+                              lambda pairs: solver.solve_many(pairs, plans.__getitem__),
                               bad_lines=bad, on_record=on_record,
                               on_skip=lambda key, k: progress.update(tasks[key], advance=k))
     finally:
-        session.close(scheduler)
+        solver.close()
 
 
 def _check_writable(out: Path) -> None:
@@ -556,7 +448,7 @@ def compare(
     gpu_layers: Optional[int] = O_GPU, threads: Optional[int] = O_THREADS,
     models_file: Optional[Path] = O_MODELS_FILE, context_per_path: Optional[int] = O_CONTEXT,
     profile: Optional[Path] = O_PROFILE, probe: Optional[int] = O_PROBE, prompt: Optional[str] = O_PROMPT,
-    concurrency: str = O_CONCURRENCY,
+    concurrency: str = O_CONCURRENCY, ray: Optional[str] = O_RAY, workers: Optional[int] = O_WORKERS,
 ):
     """Accuracy against compute for several strategies and budgets; writes a plot.
 
@@ -585,7 +477,8 @@ def compare(
                     err_console.print(f"skipping {name} N={n}: not a multiple of the beam width {settings['beam_width']}")
                     continue
                 runs[f"{name} N={n}"] = (out / f"{name}_n{n}.jsonl", settings)
-        summaries = run_grade(data, runs, problem_key=problem_key, answer_key=answer_key, limit=limit, concurrency=k)
+        summaries = run_grade(data, runs, problem_key=problem_key, answer_key=answer_key, limit=limit, concurrency=k,
+                              ray=ray, workers=workers)
         rows = []
         for key, (path, settings) in runs.items():
             s = summarize(summaries[key].records)
@@ -641,7 +534,8 @@ def calibrate(
     max_step_tokens: Optional[int] = O_STEP_TOKENS, seed: Optional[int] = O_SEED,
     gpu_layers: Optional[int] = O_GPU, threads: Optional[int] = O_THREADS,
     models_file: Optional[Path] = O_MODELS_FILE, context_per_path: Optional[int] = O_CONTEXT,
-    prompt: Optional[str] = O_PROMPT, concurrency: str = O_CONCURRENCY,
+    prompt: Optional[str] = O_PROMPT, concurrency: str = O_CONCURRENCY, ray: Optional[str] = O_RAY,
+    workers: Optional[int] = O_WORKERS,
 ):
     """Measure the compute-optimal setting per difficulty bin and budget; write a profile.
 
@@ -676,8 +570,6 @@ def calibrate(
                 search_config({**settings, "temperature": t})
         problems, _ = read_problems(data, problem_key=problem_key, answer_key=answer_key, limit=limit)
         _check_writable(out)
-        session = Session({**settings, "strategy": "auto"})  # opens the verifier like a PRM strategy
-
         def plan(budget):
             return candidate_settings(budget, has_verifier=True, beam_widths=ms, aggregations=aggs, temperatures=temps)
 
@@ -687,8 +579,9 @@ def calibrate(
             return setting.strategy, cfg
 
         every = [s for b in ns for s in plan(b)] + [candidate_settings(samples, has_verifier=False)[1]]
-        scheduler = session.open([job_for(s) for s in every], k)
-        say_concurrency(scheduler, k)
+        # "auto" opens the verifier like a PRM strategy
+        solver = open_solver({**settings, "strategy": "auto"}, [job_for(s) for s in every], k, ray, workers)
+        info = solver.info()
         workdir = out.parent / (out.name + ".runs")
         import time as _time
         t0 = _time.perf_counter()
@@ -697,21 +590,20 @@ def calibrate(
             with console.status("calibrating...") as status:
                 def on_record(key, rec):
                     counts["done"] += 1
-                    status.update(f"calibrating: {counts['done']} searches done, {scheduler.in_flight} in flight "
+                    status.update(f"calibrating: {counts['done']} searches done, {solver.in_flight} in flight "
                                   f"(last: {key}, {rec.get('id')})")
                 profile = run_calibration(
                     problems, ns, workdir, samples=samples, has_verifier=True, bins=bins,
-                    solve_many=lambda pairs: session.solve_many(scheduler, pairs, job_for),
-                    policy={"name": session.policy_path.stem, "file": str(session.policy_path),
-                            "params": session._model.n_params if session._model else None},
-                    prm=session.verifier_name(), settings_for=plan, on_record=on_record)
+                    solve_many=lambda pairs: solver.solve_many(pairs, job_for),
+                    policy={"name": info["policy_name"], "file": info["policy"], "params": info["params"]},
+                    prm=info["verifier"], settings_for=plan, on_record=on_record)
         finally:
-            session.close(scheduler)
+            solver.close()
         profile.meta["seconds"] = round(_time.perf_counter() - t0, 1)
         profile.meta["samples"] = samples
         profile.meta["difficulty_run"] = DIFFICULTY
         profile.save(out)
-        saved = saved_profile_path(str(session.policy_path), session.verifier_name())
+        saved = saved_profile_path(info["policy"], info["verifier"])
         saved.parent.mkdir(parents=True, exist_ok=True)
         profile.save(saved)
     except KeyboardInterrupt:
@@ -719,7 +611,7 @@ def calibrate(
         raise typer.Exit(130)
     except USER_ERRORS as e:
         fail(str(e))
-    table = Table(title=f"compute-optimal settings: {session.policy_path.name}, verifier {session.verifier_name()}")
+    table = Table(title=f"compute-optimal settings: {Path(info['policy']).name}, verifier {info['verifier']}")
     for col in ("difficulty", "budget", "setting", "accuracy", "pass@N", "FLOPs / problem", "problems"):
         table.add_column(col, justify="right")
     for c in profile.choices:
@@ -949,4 +841,5 @@ class _null:
 
 
 def main() -> None:
-    app()
+    import sys
+    app(args=normalize_ray_args(sys.argv[1:]), prog_name="tts")

@@ -121,9 +121,14 @@ class ResultsFile:
         self._f.close()
 
 
+class ProblemFailed(Exception):
+    """A problem that could not be solved for a reason of its own (on Ray: it took down the
+    workers that ran it, again and again)."""
+
+
 # A search failure that is the problem's, not the run's: recorded as an error line, and the
 # batch goes on (a prompt too long for the context, an impossible option for this problem).
-PROBLEM_ERRORS = (ValueError, EngineError)
+PROBLEM_ERRORS = (ValueError, EngineError, ProblemFailed)
 
 SolveMany = Callable[[Iterable[tuple[str, Problem]]], Iterator[tuple[tuple[str, Problem], object]]]
 

@@ -9,8 +9,12 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from dataclasses import replace
+
 from .engine import Engine, EngineError, Model, gpu_offload_supported
-from .search import SearchConfig
+from .models import SMOLLM2_HINT, smollm2_path
+from .registry import RegistryError, entry_named, load_registry, pull, resolve
+from .search import USES_VERIFIER, ConfigError, SearchConfig
 from .search.scheduler import Job, Scheduler, run_search, slots_needed, verifier_slots_needed
 from .verifiers import HEAD_FORMATS, ConfidenceVerifier, JudgeVerifier, Verifier, verifier_from_format
 
@@ -100,5 +104,171 @@ def close(policy: Engine, verifier: Verifier | None) -> None:
     policy.close()
 
 
-__all__ = ["DEFAULT_CONTEXT_PER_PATH", "close", "Job", "Scheduler", "auto_concurrency", "open_policy", "open_verifier",
+class Session:
+    """The policy and verifier a run names (resolved to files, the policy model loaded once);
+    `open` sizes their engines for the searches that will run on them.
+
+    settings: the run's options (policy, prm, strategy, gpu_layers, threads, context_per_path,
+    models_file). registry: entries to resolve names with (default: models.yaml and the user's
+    file). pull_missing: download a registry model missing here into the hub cache (Ray
+    workers do, on their own node)."""
+
+    def __init__(self, settings: dict, registry: dict | None = None, pull_missing: bool = False):
+        self.settings = settings
+        self.registry = registry if registry is not None else load_registry(settings.get("models_file"))
+        policy = settings.get("policy")
+        if policy is None:
+            path = smollm2_path()
+            if path is None:
+                raise RegistryError(SMOLLM2_HINT)
+            self.policy_path = path
+        else:
+            self.policy_path, _ = self._resolve(policy, pull_missing)
+        # The verifier: --prm, else the policy as judge (used only by strategies that score steps).
+        self.prm = settings.get("prm") or "judge"
+        self.prm_path, self.prm_entry = None, None
+        if self.prm not in ("judge", "confidence"):
+            self.prm_path, self.prm_entry = self._resolve(self.prm, pull_missing)
+        self.context = settings.get("context_per_path") or DEFAULT_CONTEXT_PER_PATH
+        self.model: Model | None = None
+
+    def _resolve(self, name: str, pull_missing: bool):
+        try:
+            return resolve(name, self.registry)
+        except RegistryError:
+            if not pull_missing or name not in self.registry or not self.registry[name].get("repo"):
+                raise
+            entry = entry_named(name, self.registry)
+            return pull(entry), entry
+
+    def load(self) -> Model:
+        if self.model is None:
+            self.model = Model(self.policy_path, n_gpu_layers=self.settings.get("gpu_layers"))
+        return self.model
+
+    def open(self, plans: list, concurrency: int | None = 1) -> Scheduler:
+        """A scheduler on a policy engine and verifier sized for `concurrency` searches of the
+        given (strategy, config) pairs at once (None: as many as fill a batch)."""
+        model = self.load()
+        need = max(slots_needed(s, c) for s, c in plans)
+        if need + PROMPT_CACHE_SLOTS > MAX_SEQUENCES:
+            raise ConfigError(f"a search of {need} sequences does not fit llama.cpp's {MAX_SEQUENCES} per context")
+        uses = any(s in USES_VERIFIER for s, _ in plans)
+        model_verifier = uses and self.prm not in ("confidence",)
+        k = concurrency or auto_concurrency(need, model.offloaded, model_verifier)
+        k = max(1, min(k, (MAX_SEQUENCES - PROMPT_CACHE_SLOTS) // need))
+        biggest = max((c for _, c in plans), key=lambda c: c.n * (2 if c.lookahead else 1))
+        threads = self.settings.get("threads")
+        policy = open_policy(model, biggest, slots=k * need + PROMPT_CACHE_SLOTS, n_threads=threads,
+                             context_per_path=self.context)
+        spec = self.prm if self.prm in ("judge", "confidence") else str(self.prm_path)
+        try:
+            verifier = open_verifier(spec if uses else None, policy, biggest, concurrency=k,
+                                     n_gpu_layers=self.settings.get("gpu_layers"), n_threads=threads,
+                                     context_per_path=self.context, prm_entry=self.prm_entry)
+        except BaseException:
+            policy.close()
+            raise
+        # The engine holds k searches' paths; more searches may be in flight while some finish
+        # their last paths (the scheduler admits by free slots).
+        scheduler = Scheduler(policy, verifier, max_searches=4 * k)
+        scheduler.concurrency = k
+        return scheduler
+
+    def fit_context(self, problem: str) -> None:
+        """Room for a long problem: each path's context (its own KV stream) holds the prompt
+        plus at least 1024 tokens of solution and template."""
+        self.context = max(self.context, len(self.load().tokenize(problem)) + 1024)
+
+    def jobs(self, pairs, job_for):
+        """(key, problem) pairs -> scheduler Jobs tagged (key, problem); job_for(key) gives
+        (strategy, config). A None in `pairs` passes through (nothing to start yet)."""
+        for item in pairs:
+            if item is None:
+                yield None
+                continue
+            key, problem = item
+            strategy, cfg = job_for(key)
+            yield Job(problem.problem, strategy, self.prepare(strategy, cfg), tag=(key, problem))
+
+    def solve_many(self, scheduler: Scheduler, pairs, job_for):
+        """Run (key, problem) pairs as searches; yield ((key, problem), result or exception) as
+        each ends."""
+        for job, out in scheduler.run(self.jobs(pairs, job_for)):
+            if not isinstance(out, BaseException):
+                out.config = {**self.describe(), "strategy": job.strategy, **out.config}
+            yield job.tag, out
+
+    def solve(self, scheduler: Scheduler, strategy: str, problem: str, config: SearchConfig, on_event=None):
+        """One search (tts solve)."""
+        try:
+            result = run_search(strategy, problem, scheduler.engine, scheduler.verifier,
+                                self.prepare(strategy, config), on_event)
+        except ValueError as e:  # an impossible combination of options
+            raise ConfigError(str(e))
+        result.config = {**self.describe(), **result.config}
+        return result
+
+    def prepare(self, strategy: str, cfg: SearchConfig) -> SearchConfig:
+        """auto without --profile uses the profile calibrate saved for this policy and verifier."""
+        if strategy == "auto" and not cfg.profile:
+            return replace(cfg, profile=self.saved_profile())
+        return cfg
+
+    @staticmethod
+    def close(scheduler: Scheduler) -> None:
+        close(scheduler.engine, scheduler.verifier)
+
+    def verifier_name(self) -> str:
+        """The name the verifier reports (what profiles are matched against)."""
+        if self.prm in ("judge", "confidence"):
+            return self.prm
+        return (self.prm_entry or {}).get("name") or Path(str(self.prm_path)).stem
+
+    def saved_profile(self) -> str | None:
+        """The profile `tts calibrate` saved for this policy and verifier, if any."""
+        from .profile import saved_profile_path
+        path = saved_profile_path(str(self.policy_path), self.verifier_name())
+        return str(path) if path.exists() else None
+
+    def describe(self) -> dict:
+        uses = self.settings.get("strategy") in USES_VERIFIER
+        prm = (str(self.prm_path) if self.prm_path else self.prm) if uses else None
+        return {**self.settings, "policy": str(self.policy_path), "prm": prm}
+
+    def info(self) -> dict:
+        """What a run's reports name: the policy file, its size, and the verifier."""
+        return {"policy": str(self.policy_path), "policy_name": self.policy_path.stem,
+                "params": self.model.n_params if self.model else None, "verifier": self.verifier_name()}
+
+
+class LocalSolver:
+    """The searches of a batch command (grade, compare, calibrate) on this machine: one policy
+    engine and verifier sized for all the runs' plans, one scheduler. A Ray cluster's
+    `cluster.RaySolver` has the same face."""
+
+    def __init__(self, settings: dict, plans: list, concurrency: int | None):
+        self.session = Session(settings)
+        self.scheduler = self.session.open(plans, concurrency)
+        self.asked = concurrency
+
+    def solve_many(self, pairs, job_for):
+        return self.session.solve_many(self.scheduler, pairs, job_for)
+
+    @property
+    def in_flight(self) -> str:
+        return str(self.scheduler.in_flight)
+
+    def describe(self) -> str:
+        return (f"concurrency: {self.scheduler.concurrency}{' (auto)' if self.asked is None else ''}: "
+                f"{self.scheduler.engine.n_seq_max} sequence slots, searches start as their paths fit")
+
+    def info(self) -> dict:
+        return self.session.info()
+
+    def close(self) -> None:
+        self.session.close(self.scheduler)
+
+
+__all__ = ["DEFAULT_CONTEXT_PER_PATH", "LocalSolver", "Session", "close", "Job", "Scheduler", "auto_concurrency", "open_policy", "open_verifier",
            "policy_slots", "run_search"]

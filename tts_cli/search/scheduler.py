@@ -106,7 +106,11 @@ class Scheduler:
     def run(self, jobs: Iterable[Job]) -> Iterator[tuple[Job, SearchResult | Exception]]:
         """Run the jobs, up to max_searches at once; yield (job, result) as each search ends, in
         the order they end. A search that fails yields (job, exception) and frees what it held;
-        the others go on."""
+        the others go on.
+
+        `jobs` may yield None: nothing to start yet (a feeder whose next problem has not
+        arrived, as on a Ray worker). The searches in flight go on and the scheduler asks again
+        after their next step; a feeder should block instead while `in_flight` is 0."""
         from . import NEEDS_VERIFIER, STRATEGIES
 
         queue = iter(jobs)
@@ -202,6 +206,7 @@ class Scheduler:
                       verifier_slots=vneed)
             searches.append(t)
             tasks.append(t)
+            self.in_flight = len(searches)
             resume(t, None)
             return True
 
@@ -225,6 +230,7 @@ class Scheduler:
                 for t in [t for t in searches if t.done]:
                     searches.remove(t)
                     tasks.remove(t)
+                    self.in_flight = len(searches)
                     yield t.job, self._finish(t)
                 if not searches:
                     if waiting is None and (waiting := next(queue, None)) is None:

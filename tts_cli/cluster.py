@@ -1,0 +1,379 @@
+"""`--ray`: the searches of grade, compare and calibrate on a Ray cluster.
+
+The driver (the `tts` process) reads the data, hands problems out and alone writes the results
+files; workers are Ray actors that load the models once and run the problems they are handed
+through their own scheduler, several at once (the same code as a local run). Work goes out
+from one queue as workers have room (a fast worker takes more), each worker holding its
+concurrency plus one problem, so its scheduler never waits on the driver.
+
+Faults: a problem is done once. When a worker dies (its process or its node), the problems it
+held go back to the queue and are retried, each alone on a worker, so that a problem that
+kills workers is found out without blaming its neighbours; after MAX_TRIES it is recorded as
+an error. The dead worker is replaced while the run has replacements left.
+
+A local instance (`--ray` with no address) binds every Ray server to loopback with the
+dashboard off; `--ray HOST:PORT` or `--ray auto` joins an existing cluster, whose network
+exposure is its operator's business.
+"""
+
+from __future__ import annotations
+
+import collections
+import itertools
+import os
+import pickle
+import queue
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from .grade import ProblemFailed
+
+RAY_HINT = "--ray needs Ray: pip install 'tts_cli[ray]'"
+LOCAL = "local"  # --ray with no address
+MAX_TRIES = 3  # a problem on a worker that died is tried this many times in all
+POLL_SECONDS = 0.5  # how long a worker's take() waits for a finished search
+
+
+class ClusterError(Exception):
+    """A cluster that cannot be reached, or workers that cannot run: one line for the user."""
+
+
+def normalize_ray_args(argv: list[str]) -> list[str]:
+    """`--ray` takes an optional address: a bare `--ray` (last, or followed by an option or a
+    word that is not an address) means a local instance."""
+    out = []
+    for i, arg in enumerate(argv):
+        out.append(arg)
+        if arg == "--ray":
+            nxt = argv[i + 1] if i + 1 < len(argv) else None
+            if nxt is None or nxt.startswith("-") or not looks_like_address(nxt):
+                out.append(LOCAL)
+    return out
+
+
+def looks_like_address(text: str) -> bool:
+    return text in (LOCAL, "auto") or ":" in text
+
+
+def _auth_token_available() -> bool:
+    return bool(os.environ.get("RAY_AUTH_TOKEN") or os.environ.get("RAY_AUTH_TOKEN_PATH")
+                or (Path.home() / ".ray" / "auth_token").is_file())
+
+
+def connect(address: str, num_cpus: int | None = None):
+    """Start a local Ray instance (address "local") or join a cluster; returns the ray module."""
+    if address == LOCAL:
+        # Ray's default binds its servers to the network interface; with clusters "disabled"
+        # every server listens on loopback only (this is read when ray is imported).
+        os.environ["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] = "0"
+    elif "RAY_AUTH_MODE" not in os.environ and _auth_token_available():
+        # `ray start --head` turns token authentication on; a driver must ask for it too.
+        os.environ["RAY_AUTH_MODE"] = "token"
+    try:
+        import ray
+    except ImportError:
+        raise ClusterError(RAY_HINT)
+    import logging
+    try:
+        if address == LOCAL:
+            from ray._private import ray_constants
+            if ray_constants.ENABLE_RAY_CLUSTER:  # ray was imported before we could set it
+                raise ClusterError("a local Ray instance must be started before ray is imported "
+                                   "(it binds to loopback only); start `tts` afresh")
+            ray.init(address="local", num_cpus=num_cpus, include_dashboard=False, log_to_driver=False,
+                     logging_level=logging.ERROR)
+        else:
+            ray.init(address=address, log_to_driver=False, logging_level=logging.ERROR)
+    except ClusterError:
+        raise
+    except Exception as e:  # noqa: BLE001 - Ray raises many kinds; the user needs one line
+        first = _first_line(e)
+        where = "start a local Ray instance" if address == LOCAL else f"connect to the Ray cluster at {address}"
+        raise ClusterError(f"cannot {where}: {first}")
+    return ray
+
+
+class Worker:
+    """A Ray actor (made one by RaySolver): loads the policy and verifier once, then runs the
+    searches it is handed through its own scheduler, several at once, on a thread of its own.
+    submit() queues a problem's searches; take() returns the searches that ended."""
+
+    def __init__(self, settings: dict, registry: dict, plans: list, concurrency: int | None):
+        import ray
+        from .solver import Session
+        self.node = ray.util.get_node_ip_address()
+        self.error = None
+        self.inbox: queue.Queue = queue.Queue()
+        self.outbox: queue.Queue = queue.Queue()
+        if settings.get("threads") is None and not ray.get_gpu_ids():
+            cpus = ray.get_runtime_context().get_assigned_resources().get("CPU")
+            if cpus:  # llama.cpp would take every core of the node; this worker has its share
+                settings = {**settings, "threads": max(1, int(cpus))}
+        try:
+            self.session = Session(settings, registry, pull_missing=True)
+            self.scheduler = self.session.open(plans, concurrency)
+        except Exception as e:  # noqa: BLE001 - reported by info(), naming this node
+            self.error = str(e) or type(e).__name__
+            return
+        threading.Thread(target=self._run, daemon=True).start()
+
+    def info(self) -> dict:
+        out = {"node": self.node, "pid": os.getpid(), "error": self.error}
+        if self.error is None:
+            out.update(self.session.info(), concurrency=self.scheduler.concurrency,
+                       slots=self.scheduler.engine.n_seq_max)
+        return out
+
+    def submit(self, unit: int, items: list) -> None:
+        """items: (index, strategy, config, problem) for one problem's searches."""
+        self.inbox.put((unit, items))
+
+    def take(self, timeout: float) -> list:
+        """(unit, index, result or exception) of the searches that ended; waits up to `timeout`
+        for the first. (None, None, error): this worker is broken."""
+        out = []
+        try:
+            out.append(self.outbox.get(timeout=timeout))
+            while True:
+                out.append(self.outbox.get_nowait())
+        except queue.Empty:
+            pass
+        return [(u, i, _picklable(r)) for u, i, r in out]
+
+    def _run(self) -> None:
+        jobs: dict = {}
+
+        def pairs():
+            while True:
+                if self.scheduler.in_flight:
+                    try:
+                        unit, items = self.inbox.get_nowait()
+                    except queue.Empty:
+                        yield None  # nothing new: the searches in flight go on
+                        continue
+                else:
+                    unit, items = self.inbox.get()
+                for index, strategy, cfg, problem in items:
+                    jobs[(unit, index)] = (strategy, cfg)
+                    yield (unit, index), problem
+
+        try:
+            for ((unit, index), _), out in self.session.solve_many(self.scheduler, pairs(), jobs.pop):
+                self.outbox.put((unit, index, out))
+        except BaseException as e:  # noqa: BLE001 - the driver stops the run with it
+            self.outbox.put((None, None, RuntimeError(f"{type(e).__name__}: {e}")))
+
+
+def _first_line(error: BaseException) -> str:
+    return (str(error).strip().splitlines() or [type(error).__name__])[0]
+
+
+def _picklable(value):
+    if isinstance(value, BaseException):
+        try:
+            pickle.loads(pickle.dumps(value))
+        except Exception:  # noqa: BLE001
+            return RuntimeError(f"{type(value).__name__}: {value}")
+    return value
+
+
+@dataclass
+class _Unit:
+    """One problem's searches, handed out together (they share the problem's prompt)."""
+    id: int
+    items: list  # (key, problem, strategy, config)
+    left: set  # indices not finished yet
+    tries: int = 0
+
+
+@dataclass(eq=False)
+class _Handle:
+    actor: object
+    name: str
+    node: str = "?"
+    ready: bool = False
+    concurrency: int = 1
+    units: dict = field(default_factory=dict)  # id -> _Unit held by this worker
+    solo: bool = False  # running a retried problem alone
+
+    def load(self) -> int:
+        return sum(len(u.left) for u in self.units.values())
+
+
+class RaySolver:
+    """The batch commands' searches on Ray workers; the same face as solver.LocalSolver."""
+
+    def __init__(self, address: str, settings: dict, plans: list, concurrency: int | None,
+                 workers: int | None = None, on_status=None, worker_class: type = None):
+        from .registry import load_registry
+        t0 = time.perf_counter()
+        registry = load_registry(settings.get("models_file"))  # the driver's names, shipped to workers
+        self.ray = ray = connect(address)
+        self.local = address == LOCAL
+        self.connect_seconds = time.perf_counter() - t0
+        try:
+            resources = ray.cluster_resources()
+            gpus = int(resources.get("GPU", 0))
+            nodes = sum(1 for n in ray.nodes() if n.get("Alive"))
+            count = workers or gpus or nodes
+            cpus = int(resources.get("CPU", 1))
+            if gpus:
+                options = {"num_gpus": 1, "num_cpus": 0}
+                if count > gpus:
+                    raise ClusterError(f"--workers {count}: the cluster has {gpus} GPUs (one worker per GPU)")
+            else:
+                if count > cpus:
+                    raise ClusterError(f"--workers {count}: the cluster has {cpus} CPUs")
+                options = {"num_cpus": max(1, cpus // count)}
+            self._actor_class = ray.remote(worker_class or Worker).options(max_concurrency=4, max_restarts=0, **options)
+            self._args = (settings, registry, plans, concurrency)
+            self._names = (f"w{i}" for i in itertools.count(1))
+            self.replacements_left = MAX_TRIES * count
+            self.workers = [self._start() for _ in range(count)]
+            try:
+                infos = ray.get([w.actor.info.remote() for w in self.workers])
+            except ray.exceptions.RayActorError as e:  # e.g. tts_cli not installed on a node
+                raise ClusterError(f"a worker could not start: {_first_line(e)}")
+            for w, info in zip(self.workers, infos):
+                self._ready(w, info)
+        except BaseException:
+            self.close()
+            raise
+        self.startup_seconds = time.perf_counter() - t0
+        self.info_ = infos[0]
+        self.asked = concurrency
+        self.on_status = on_status
+
+    def _start(self) -> _Handle:
+        return _Handle(self._actor_class.remote(*self._args), next(self._names))
+
+    def _ready(self, w: _Handle, info: dict) -> None:
+        w.node = info["node"]
+        if info["error"]:
+            raise ClusterError(f"worker {w.name} on node {info['node']}: {info['error']}")
+        w.ready, w.concurrency = True, info["concurrency"]
+
+    def describe(self) -> str:
+        nodes = sorted({w.node for w in self.workers})
+        where = "a local Ray instance" if self.local else "the Ray cluster"
+        return (f"ray: {len(self.workers)} workers on {where} (nodes {', '.join(nodes)}), concurrency "
+                f"{self.workers[0].concurrency}{' (auto)' if self.asked is None else ''} each; "
+                f"started in {self.startup_seconds:.1f} s (Ray {self.connect_seconds:.1f} s, workers "
+                f"loading models {self.startup_seconds - self.connect_seconds:.1f} s)")
+
+    def info(self) -> dict:
+        return self.info_
+
+    @property
+    def in_flight(self) -> str:
+        """Problems held by each worker."""
+        return " ".join(f"{w.name}:{len(w.units) if w.ready else 'starting'}" for w in self.workers)
+
+    def solve_many(self, pairs, job_for):
+        """Run (key, problem) pairs on the workers; yield ((key, problem), result or exception)
+        as each search ends. job_for(key) gives (strategy, config)."""
+        ray = self.ray
+        from ray.exceptions import RayActorError
+        ids = itertools.count()
+        fresh = (_Unit(next(ids), [(k, p, *job_for(k)) for k, p in group], set())
+                 for _, group in itertools.groupby(pairs, key=lambda kp: (kp[1].id, kp[1].line)))
+        retry: collections.deque = collections.deque()
+        waiting: dict = {}  # ObjectRef -> (worker, "take" or "info")
+        for w in self.workers:
+            waiting[w.actor.take.remote(POLL_SECONDS)] = (w, "take")
+        exhausted = False
+
+        def hand_out(w: _Handle):
+            nonlocal exhausted
+            if not w.ready or w.solo:
+                return
+            while w.load() < w.concurrency + 1:
+                if not w.units and retry:
+                    self._submit(w, retry.popleft())
+                    w.solo = True
+                    return
+                u = None if exhausted else next(fresh, None)
+                if u is None:
+                    exhausted = True
+                    return
+                u.left = set(range(len(u.items)))
+                self._submit(w, u)
+
+        while True:
+            for w in self.workers:
+                hand_out(w)
+            if exhausted and not retry and not any(w.units for w in self.workers):
+                return
+            if not any(w.ready for w in self.workers) and not any(kind == "info" for _, kind in waiting.values()):
+                raise ClusterError("every worker died; the finished problems are kept")
+            ready, _ = ray.wait(list(waiting), num_returns=1, timeout=1.0)
+            for ref in ready:
+                w, kind = waiting.pop(ref)
+                try:
+                    value = ray.get(ref)
+                except RayActorError as e:
+                    yield from self._lost(w, e, retry)
+                    self._replace(w, waiting)
+                    continue
+                if kind == "info":
+                    self._ready(w, value)
+                    waiting[w.actor.take.remote(POLL_SECONDS)] = (w, "take")
+                    continue
+                for unit_id, index, out in value:
+                    if unit_id is None:
+                        raise ClusterError(f"worker {w.name} on node {w.node} failed: {out}")
+                    u = w.units.get(unit_id)
+                    if u is None or index not in u.left:
+                        continue  # already done (cannot happen; kept safe for exactly-once)
+                    u.left.discard(index)
+                    key, problem = u.items[index][:2]
+                    if not u.left:
+                        del w.units[unit_id]
+                        w.solo = False
+                    yield (key, problem), out
+                waiting[w.actor.take.remote(POLL_SECONDS)] = (w, "take")
+
+    def _submit(self, w: _Handle, u: _Unit) -> None:
+        w.units[u.id] = u
+        w.actor.submit.remote(u.id, [(i, u.items[i][2], u.items[i][3], u.items[i][1]) for i in sorted(u.left)])
+
+    def _lost(self, w: _Handle, error: Exception, retry):
+        """A worker died: its problems go back to the queue, or, tried MAX_TRIES times, become
+        error records."""
+        reason = _first_line(error)
+        if self.on_status:
+            self.on_status(f"worker {w.name} on node {w.node} died ({reason[:120]}); "
+                           f"{len(w.units)} problems go back to the queue")
+        for u in w.units.values():
+            u.tries += 1
+            if u.tries < MAX_TRIES:
+                retry.append(u)
+                continue
+            for i in sorted(u.left):
+                key, problem = u.items[i][:2]
+                yield (key, problem), ProblemFailed(f"a worker died running this problem {u.tries} times "
+                                                    f"(last on node {w.node}); not tried again")
+        w.units.clear()
+        w.ready = False
+
+    def _replace(self, w: _Handle, waiting: dict) -> None:
+        self.workers.remove(w)
+        if self.replacements_left <= 0:
+            return
+        self.replacements_left -= 1
+        new = self._start()
+        self.workers.append(new)
+        waiting[new.actor.info.remote()] = (new, "info")
+
+    def close(self) -> None:
+        ray = getattr(self, "ray", None)
+        if ray is None:
+            return
+        for w in getattr(self, "workers", []):
+            try:
+                ray.kill(w.actor)
+            except Exception:  # noqa: BLE001 - already gone
+                pass
+        ray.shutdown()
