@@ -76,7 +76,8 @@ def calibrate(problems: list[Problem], budgets: list[int], workdir: Path, *,
               solve_many: Callable[[Iterable[tuple[Setting, Problem]]], Iterator[tuple[tuple[Setting, Problem], object]]],
               samples: int, has_verifier: bool, bins: Bins = Bins(), policy: dict, prm: str | None,
               settings_for: Callable[[int], list[Setting]] | None = None,
-              on_record: Callable[[str, dict], None] | None = None) -> Profile:
+              on_record: Callable[[str, dict], None] | None = None, wait: bool = False,
+              on_wait: Callable[[str], None] | None = None) -> Profile:
     """Grade the difficulty run and every setting on every problem, then choose per bin and
     budget. All of it is one stream of searches, problem by problem: a problem's prompt is
     prefilled once for every setting, and greedy CoT (which does not depend on N) runs once.
@@ -94,7 +95,7 @@ def calibrate(problems: list[Problem], budgets: list[int], workdir: Path, *,
         for (setting, problem), out in solve_many((plan[k], p) for k, p in pairs):
             yield (setting.key if setting is not plan[DIFFICULTY] else DIFFICULTY, problem), out
 
-    summaries = grade_runs(problems, runs, solve_keys, on_record=on_record)
+    summaries = grade_runs(problems, runs, solve_keys, on_record=on_record, wait=wait, on_wait=on_wait)
     if any(s.interrupted for s in summaries.values()):
         raise KeyboardInterrupt
     difficulty = {(r.get("id"), r.get("line")): sampled_pass_at_1(r) for r in summaries[DIFFICULTY].records}

@@ -205,6 +205,7 @@ O_PROMPT = typer.Option(None, "--prompt", help="chat (the model's template), few
 O_CONCURRENCY = typer.Option("auto", "--concurrency", help="Searches in flight at once, their sequences batched together: a number, or auto (fill a batch: 64 sequences on a GPU, 32 on CPU).")
 O_RAY = typer.Option(None, "--ray", metavar="[ADDRESS]", help="Run the searches on Ray workers: bare --ray starts a local instance (loopback only, no dashboard); --ray HOST:PORT or --ray auto joins a running cluster. Needs tts_cli[ray].")
 O_WORKERS = typer.Option(None, "--workers", min=1, help="With --ray: workers (default: one per GPU, or one per node on CPU nodes).")
+O_WAIT = typer.Option(False, "--wait", help="If another tts run is writing to the same results file, start when it ends (default: stop with an error).")
 O_PROBE = typer.Option(None, "--probe", help="auto: probe paths that predict the difficulty (default N/4, between 2 and 4; they count in N).")
 
 
@@ -304,6 +305,7 @@ def grade(
     models_file: Optional[Path] = O_MODELS_FILE, context_per_path: Optional[int] = O_CONTEXT,
     profile: Optional[Path] = O_PROFILE, probe: Optional[int] = O_PROBE, prompt: Optional[str] = O_PROMPT,
     concurrency: str = O_CONCURRENCY, ray: Optional[str] = O_RAY, workers: Optional[int] = O_WORKERS,
+    wait: bool = O_WAIT,
 ):
     """Grade a JSONL problem set; one result line per problem, appended as each finishes.
 
@@ -317,7 +319,7 @@ def grade(
         settings = effective_settings(config, flags)
         k = parse_concurrency(concurrency)
         summary = run_grade(data, {"": (out, settings)}, problem_key=problem_key, answer_key=answer_key,
-                            limit=limit, skip_bad=skip_bad, concurrency=k, ray=ray, workers=workers)[""]
+                            limit=limit, skip_bad=skip_bad, concurrency=k, ray=ray, workers=workers, wait=wait)[""]
     except USER_ERRORS as e:
         fail(str(e))
     print_summary(summary, out)
@@ -357,25 +359,33 @@ def open_solver(settings: dict, plans: list, concurrency: int | None, ray: str |
 
 def run_grade(data: Path, runs: dict, *, problem_key=None, answer_key=None, limit=None, skip_bad=False,
               concurrency: int | None = None, show_progress=True, ray: str | None = None,
-              workers: int | None = None) -> dict:
+              workers: int | None = None, wait: bool = False) -> dict:
     """Grade the data set under each run (key -> (results path, settings)), all runs' searches
     in one stream (one scheduler, or one queue of Ray workers); returns key -> GradeSummary."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
     from .datasets import read_problems
-    from .grade import grade_runs, read_results
+    from .grade import grade_runs, open_results
 
     problems, bad = read_problems(data, problem_key=problem_key, answer_key=answer_key, limit=limit,
                                   skip_bad=skip_bad)
     plans = {key: (settings["strategy"], search_config(settings)) for key, (_, settings) in runs.items()}
     for path, _ in runs.values():
         _check_writable(path)
+    # the results files first: a run that another run holds stops before loading models
+    files = open_results({key: path for key, (path, _) in runs.items()}, wait,
+                         on_wait=lambda text: err_console.print(text, highlight=False, markup=False))
     first = next(iter(runs.values()))[1]
-    solver = open_solver({**first, "strategy": "auto" if any(s in USES_VERIFIER for s, _ in plans.values())
-                          else first["strategy"]}, list(plans.values()), concurrency, ray, workers)
+    try:
+        solver = open_solver({**first, "strategy": "auto" if any(s in USES_VERIFIER for s, _ in plans.values())
+                              else first["strategy"]}, list(plans.values()), concurrency, ray, workers)
+    except BaseException:
+        for f in files.values():
+            f.close()
+        raise
     state = {key: {"done": 0, "correct": 0} for key in runs}
-    for key, (path, _) in runs.items():
-        for r in read_results(path) if path.exists() else []:
+    for key, f in files.items():
+        for r in f.records:
             if r.get("correct") is not None and not r.get("error"):
                 state[key]["done"] += 1
                 state[key]["correct"] += bool(r["correct"])
@@ -398,7 +408,7 @@ def run_grade(data: Path, runs: dict, *, problem_key=None, answer_key=None, limi
                 acc = f"{st['correct'] / st['done']:.1%}" if st["done"] else "-"
                 progress.update(tasks[key], advance=1, acc=acc, flight=solver.in_flight)
 
-            return grade_runs(problems, {key: path for key, (path, _) in runs.items()},
+            return grade_runs(problems, files,
                               lambda pairs: solver.solve_many(pairs, plans.__getitem__),
                               bad_lines=bad, on_record=on_record,
                               on_skip=lambda key, k: progress.update(tasks[key], advance=k))
@@ -449,6 +459,7 @@ def compare(
     models_file: Optional[Path] = O_MODELS_FILE, context_per_path: Optional[int] = O_CONTEXT,
     profile: Optional[Path] = O_PROFILE, probe: Optional[int] = O_PROBE, prompt: Optional[str] = O_PROMPT,
     concurrency: str = O_CONCURRENCY, ray: Optional[str] = O_RAY, workers: Optional[int] = O_WORKERS,
+    wait: bool = O_WAIT,
 ):
     """Accuracy against compute for several strategies and budgets; writes a plot.
 
@@ -478,7 +489,7 @@ def compare(
                     continue
                 runs[f"{name} N={n}"] = (out / f"{name}_n{n}.jsonl", settings)
         summaries = run_grade(data, runs, problem_key=problem_key, answer_key=answer_key, limit=limit, concurrency=k,
-                              ray=ray, workers=workers)
+                              ray=ray, workers=workers, wait=wait)
         rows = []
         for key, (path, settings) in runs.items():
             s = summarize(summaries[key].records)
@@ -535,7 +546,7 @@ def calibrate(
     gpu_layers: Optional[int] = O_GPU, threads: Optional[int] = O_THREADS,
     models_file: Optional[Path] = O_MODELS_FILE, context_per_path: Optional[int] = O_CONTEXT,
     prompt: Optional[str] = O_PROMPT, concurrency: str = O_CONCURRENCY, ray: Optional[str] = O_RAY,
-    workers: Optional[int] = O_WORKERS,
+    workers: Optional[int] = O_WORKERS, wait: bool = O_WAIT,
 ):
     """Measure the compute-optimal setting per difficulty bin and budget; write a profile.
 
@@ -596,7 +607,8 @@ def calibrate(
                     problems, ns, workdir, samples=samples, has_verifier=True, bins=bins,
                     solve_many=lambda pairs: solver.solve_many(pairs, job_for),
                     policy={"name": info["policy_name"], "file": info["policy"], "params": info["params"]},
-                    prm=info["verifier"], settings_for=plan, on_record=on_record)
+                    prm=info["verifier"], settings_for=plan, on_record=on_record, wait=wait,
+                    on_wait=lambda text: err_console.print(text, highlight=False, markup=False))
         finally:
             solver.close()
         profile.meta["seconds"] = round(_time.perf_counter() - t0, 1)
@@ -780,20 +792,22 @@ def models_list(models_file: Optional[Path] = O_MODELS_FILE):
 
     Example: tts models list
     """
-    from .registry import load_registry, local_path
+    from .registry import download_checked, load_registry, local_path
     try:
         reg = load_registry(models_file)
     except USER_ERRORS as e:
         fail(str(e))
     table = Table(title="models")
-    for col in ("name", "role", "params", "format", "local"):
+    for col in ("name", "role", "params", "format", "download", "local"):
         table.add_column(col)
     for e in reg.values():
         path = local_path(e)
         fmt = (e.get("prm") or {}).get("format", "chat template")
         table.add_row(e["name"], e.get("role", "?"), f"{float(e.get('params', 0)) / 1e9:.2f}B", fmt,
-                      "yes" if path else "-")
+                      download_checked(e), "yes" if path else "-")
     console.print(table)
+    console.print("download: seen = the GGUF file or repo was read on its model page; unchecked = not "
+                  "confirmed (`tts models info NAME` says what was checked)", highlight=False)
 
 
 @models_app.command("info")

@@ -93,17 +93,26 @@ class GradeSummary:
 
 
 class ResultsFile:
-    """One results file, open for appending: what it holds already, and each new record written
-    and fsynced at once."""
+    """One results file, open for appending and owned by this run: what it holds already, and
+    each new record written and fsynced at once.
 
-    def __init__(self, path: Path):
+    The file is locked (flock) while open, so two runs on one file cannot both solve its
+    problems and append duplicates: the second stops with a one-line error naming the process
+    that holds it, or, with `wait`, blocks until that run ends (`on_wait` hears why first)."""
+
+    def __init__(self, path: Path, wait: bool = False, on_wait: Callable[[str], None] | None = None):
         self.path = Path(path)
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
-            self.records = read_results(self.path)
             self._f = open(self.path, "a", encoding="utf-8")
         except OSError as e:
             raise ResultsError(f"{self.path}: cannot write results ({e.strerror})")
+        try:
+            _lock(self._f, self.path, wait, on_wait)
+            self.records = read_results(self.path)  # under the lock: it may cut a torn last line
+        except BaseException:
+            self._f.close()
+            raise
         self.done = {(r.get("id"), r.get("line")) for r in self.records}
         self.skipped = 0
 
@@ -126,30 +135,72 @@ class ProblemFailed(Exception):
     workers that ran it, again and again)."""
 
 
+def _lock(f, path: Path, wait: bool, on_wait) -> None:
+    try:
+        import fcntl
+    except ImportError:  # not POSIX: no lock
+        return
+    try:
+        fcntl.flock(f.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        return
+    except BlockingIOError:
+        holder = lock_holder(f.fileno())
+    if not wait:
+        raise ResultsError(f"{path}: in use by another tts run ({holder}); wait for it to end, stop it, "
+                           "or add --wait to start when it ends")
+    if on_wait:
+        on_wait(f"{path} is in use by another tts run ({holder}); waiting for it to end")
+    fcntl.flock(f.fileno(), fcntl.LOCK_EX)
+
+
+def lock_holder(fd: int) -> str:
+    """"process PID" holding an flock on the open file `fd`, from /proc/locks (Linux)."""
+    inode = os.fstat(fd).st_ino
+    try:
+        lines = Path("/proc/locks").read_text().splitlines()
+    except OSError:
+        return "another process"
+    for line in lines:
+        f = line.split()
+        if len(f) >= 6 and f[1] == "FLOCK" and f[5].rsplit(":", 1)[-1] == str(inode) and f[4] != str(os.getpid()):
+            return f"process {f[4]}"
+    return "another process"
+
+
 # A search failure that is the problem's, not the run's: recorded as an error line, and the
 # batch goes on (a prompt too long for the context, an impossible option for this problem).
 PROBLEM_ERRORS = (ValueError, EngineError, ProblemFailed)
 
+def open_results(runs: dict[str, Path | ResultsFile], wait: bool = False,
+                 on_wait: Callable[[str], None] | None = None) -> dict[str, ResultsFile]:
+    """Each run's results file, opened and locked (all of them, or none: on a failure the ones
+    opened are closed)."""
+    files: dict[str, ResultsFile] = {}
+    try:
+        for key, path in runs.items():
+            files[key] = path if isinstance(path, ResultsFile) else ResultsFile(path, wait, on_wait)
+    except BaseException:
+        for f in files.values():
+            f.close()
+        raise
+    return files
+
+
 SolveMany = Callable[[Iterable[tuple[str, Problem]]], Iterator[tuple[tuple[str, Problem], object]]]
 
 
-def grade_runs(problems: Iterable[Problem], runs: dict[str, Path], solve_many: SolveMany, *,
+def grade_runs(problems: Iterable[Problem], runs: dict[str, Path | ResultsFile], solve_many: SolveMany, *,
                bad_lines: list[BadLine] = (), on_record: Callable[[str, dict], None] | None = None,
-               on_skip: Callable[[str, int], None] | None = None) -> dict[str, GradeSummary]:
-    """Grade every problem under every run (a run: a setting with its own results file).
+               on_skip: Callable[[str, int], None] | None = None, wait: bool = False,
+               on_wait: Callable[[str], None] | None = None) -> dict[str, GradeSummary]:
+    """Grade every problem under every run (a run: a setting with its own results file, given
+    by path or already opened with `open_results`; closed at the end).
 
     `solve_many` gets (run, problem) pairs, problem by problem (so one problem's runs are in
     flight together and share its prompt), and yields ((run, problem), SearchResult or
     exception) as each search ends, in any order. Each record is appended as it arrives.
     """
-    files: dict[str, ResultsFile] = {}
-    try:
-        for key, path in runs.items():
-            files[key] = ResultsFile(path)
-    except ResultsError:
-        for f in files.values():
-            f.close()
-        raise
+    files = open_results(runs, wait, on_wait)
     interrupted = False
 
     def write(key, rec):

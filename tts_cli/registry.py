@@ -63,6 +63,21 @@ def local_path(entry: dict) -> Path | None:
     return None
 
 
+def download_checked(entry: dict) -> str:
+    """Whether the entry's download was checked against its model page: "seen" (the file or
+    repo was read on a page), "unchecked" (written from names, or the page could not be read
+    here), "bundled", or "none" (no download known)."""
+    if entry.get("bundled"):
+        return "bundled"
+    if not entry.get("repo"):
+        return "none"
+    verified = entry.get("verified")
+    if isinstance(verified, str) and not verified.startswith("unchecked") and \
+            any(w in verified for w in ("file listing seen", "repo seen", "file read")):
+        return "seen"
+    return "unchecked"
+
+
 def entry_named(name: str, registry: dict[str, dict]) -> dict:
     """The registry entry called `name`; an unknown name gets close suggestions."""
     if name not in registry:
