@@ -72,3 +72,58 @@ def test_wait_starts_when_the_other_run_ends(tiny_model, tmp_path):
     assert r.returncode == 0, r.stderr
     assert f"in use by another tts run (process {holder.pid}); waiting" in " ".join(r.stderr.split())
     assert len(out.read_text().splitlines()) == 1
+
+
+RAISES = "{{ raise_exception('this template refuses everything') }}"
+UNSAFE = "{{ cycler.__init__.__globals__.os.system('touch PWNED') }}{{ messages[0]['content'] }}"
+NO_SYSTEM = ("{% for m in messages %}{% if m['role'] == 'system' %}"
+             "{{ raise_exception('System role not supported') }}{% endif %}"
+             "<|{{ m['role'] }}|>{{ m['content'] }}\n{% endfor %}<|assistant|>")
+
+
+@pytest.fixture(scope="module")
+def templated(tmp_path_factory):
+    from tiny_gguf import write_tiny_llama
+    d = tmp_path_factory.mktemp("templates")
+    return {name: write_tiny_llama(d / f"{name}.gguf", chat_template=t)
+            for name, t in (("raises", RAISES), ("unsafe", UNSAFE), ("no-system", NO_SYSTEM))}
+
+
+def test_a_template_that_raises_is_one_line_naming_the_model_and_grade_keeps_nothing_false(templated, tmp_path):
+    from cli_helpers import FAST, one_line_error, tts, write_jsonl
+    r = tts("solve", "What is 1 + 1?", "--policy", templated["raises"], "--strategy", "cot", *FAST)
+    one_line_error(r, "raises.gguf: its chat template cannot render a prompt", "this template refuses everything",
+                   "--prompt few-shot")
+    data = write_jsonl(tmp_path / "d.jsonl", [{"question": f"What is {i} + 1?", "answer": f"#### {i + 1}"}
+                                              for i in range(3)])
+    out = tmp_path / "r.jsonl"
+    r = tts("grade", data, "--out", out, "--policy", templated["raises"], "--strategy", "cot", *FAST)
+    assert r.exit_code == 2 and "Traceback" not in r.output
+    errors = [line for line in r.stderr.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and "raises.gguf" in errors[0] and "--prompt few-shot" in errors[0], r.stderr
+    assert out.read_text() == ""  # no problem recorded as failed for the model's fault: a rerun redoes them
+    r = tts("grade", data, "--out", out, "--policy", templated["raises"], "--strategy", "cot", "--prompt",
+            "few-shot", *FAST)
+    assert r.exit_code == 0, r.output
+    assert len(out.read_text().splitlines()) == 3
+
+
+def test_a_template_reaching_for_python_internals_stays_in_the_sandbox(templated, tmp_path, monkeypatch):
+    from cli_helpers import FAST, one_line_error, tts
+    monkeypatch.chdir(tmp_path)
+    r = tts("solve", "What is 1 + 1?", "--policy", templated["unsafe"], "--strategy", "cot", *FAST)
+    one_line_error(r, "unsafe.gguf", "SecurityError", "--prompt few-shot")
+    assert not (tmp_path / "PWNED").exists()
+
+
+def test_a_template_that_rejects_the_system_role_gets_it_folded_into_the_user_message(templated):
+    from cli_helpers import FAST, tts
+    from tts_cli.engine import Model
+    from tts_cli.engine.chat import render_chat
+    model = Model(templated["no-system"])
+    prompt = render_chat(model, [{"role": "system", "content": "Think step by step."},
+                                 {"role": "user", "content": "What is 1 + 1?"}])
+    assert prompt == "<|user|>Think step by step.\n\nWhat is 1 + 1?\n<|assistant|>"
+    model.close()
+    r = tts("solve", "What is 1 + 1?", "--policy", templated["no-system"], "--strategy", "cot", "--json", *FAST)
+    assert r.exit_code == 0, r.output

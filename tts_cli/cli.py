@@ -14,6 +14,7 @@ from rich.table import Table
 from .datasets import DataError
 from .cluster import ClusterError, normalize_ray_args
 from .engine import EngineError
+from .engine.chat import ChatTemplateError
 from .grade import ResultsError
 from .models import SMOLLM2_HINT, smollm2_path
 from .profile import ProfileError
@@ -38,7 +39,7 @@ class UserError(Exception):
 
 # Errors that are the user's to fix: one line on stderr, exit code 2, no traceback.
 USER_ERRORS = (UserError, EngineError, RegistryError, DataError, ConfigError, ResultsError, ProfileError,
-               TrainingError, ClusterError)
+               TrainingError, ClusterError, ChatTemplateError)
 
 
 def fail(message: str, code: int = 2) -> None:

@@ -108,6 +108,7 @@ class Model:
         self.name = self.metadata.get("general.name") or self.path.stem
         tmpl = L.llama_model_chat_template(self.ptr, None)
         self.chat_template: str | None = tmpl.decode("utf-8", "replace") if tmpl else None
+        self.fold_system = False  # set by chat.render_chat when the template rejects a system message
         # One bytes object per token, so that detokenizing is a join in Python, not a C call
         # per token; and the end-of-generation flags as one array.
         self.pieces: list[bytes] = [self._piece(t) for t in range(self.n_vocab)]
