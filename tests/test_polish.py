@@ -127,3 +127,42 @@ def test_a_template_that_rejects_the_system_role_gets_it_folded_into_the_user_me
     model.close()
     r = tts("solve", "What is 1 + 1?", "--policy", templated["no-system"], "--strategy", "cot", "--json", *FAST)
     assert r.exit_code == 0, r.output
+
+
+@pytest.mark.parametrize("text,answer", [
+    # seen: a whole sentence came back as the answer and was voted on
+    ("So the answer is that there are 3 * 120 = 332 additional boxes of 12 pencils remaining.", "12"),
+    ("The answer is that it cannot be done.", None),
+    ("The answer is 12 apples.", "12"),
+    ("The answer is $x = 5$.", "x = 5"),
+    ("The answer is \\frac{1}{2}.", "\\frac{1}{2}"),
+    ("Thus the answer is: 3/4\n", "3/4"),
+])
+def test_a_fallback_answer_is_a_number_or_an_expression_or_nothing(text, answer):
+    from tts_cli.grading import extract_answer
+    got = extract_answer(text)
+    assert got.answer == answer
+    if answer is not None:
+        assert got.method in ("answer_is", "last_number")
+
+
+def test_greedy_cot_does_not_depend_on_the_budget_of_the_command(tiny_q4_model):
+    """cot_n4 and cot_n8 of a calibration once scored differently: greedy CoT must give the same
+    path whatever N the engine was sized for and whatever else shares it."""
+    from tts_cli.search import SearchConfig
+    from tts_cli.solver import Session
+    texts = []
+    for n, concurrency in ((1, 1), (4, 1), (8, 2), (16, 3)):
+        session = Session({"policy": str(tiny_q4_model), "strategy": "cot", "threads": 2})
+        cfg = SearchConfig(n=n, max_steps=3, max_step_tokens=24)
+        scheduler = session.open([("cot", cfg), ("majority", cfg)], concurrency)
+        try:
+            from tts_cli.datasets import Problem
+            problems = [Problem(id=str(i), line=i + 1, problem=f"What is {i} + 7?", answer=None) for i in range(3)]
+            plan = {"cot": ("cot", cfg), "maj": ("majority", cfg)}
+            pairs = [(k, p) for p in problems for k in ("maj", "cot")]
+            out = {(k, p.id): r for (k, p), r in session.solve_many(scheduler, pairs, plan.__getitem__)}
+        finally:
+            session.close(scheduler)
+        texts.append([out[("cot", p.id)].candidates[0].text for p in problems])
+    assert all(t == texts[0] for t in texts), texts

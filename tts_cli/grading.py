@@ -51,15 +51,35 @@ _ANSWER_IS = re.compile(r"answer\s+is\s*:?\s*\$?([^\n$]+?)\$?\s*(?:\.\s|\.?$|\n)
 _NUMBER = re.compile(r"-?\d[\d,]*(?:\.\d+)?(?:/\d+)?")
 
 
+_LEADING_NUMBER = re.compile(r"^(-?\d[\d,]*(?:\.\d+)?(?:/\d+)?)\s+[A-Za-z]")
+_WORD = re.compile(r"(?<![\\A-Za-z])[A-Za-z]{2,}")  # a word, not a LaTeX command (\frac) or a variable
+
+
+def as_math(text: str) -> str | None:
+    """`text` if it is a number or a math expression ("42", "x = 5", "\\frac{1}{2}", "3/4"), its
+    leading number if words follow it ("12 apples"), else None (a sentence is not an answer)."""
+    s = text.strip().strip("$").strip()
+    s = re.sub(r"^\\\(|\\\)$", "", s).strip().rstrip(".").strip()
+    if not s:
+        return None
+    m = _LEADING_NUMBER.match(s)
+    if m:
+        return m.group(1).rstrip(",")
+    return None if _WORD.search(s) else s
+
+
 def extract_answer(text: str) -> Extracted:
+    """The final answer: the last \\boxed{}; else, as fallbacks, what follows the last "answer
+    is" when that is a number or an expression, else the last number. Nothing else: a
+    sentence is never an answer to vote on or grade."""
     boxed = last_boxed(text)
     if boxed is not None:
         return Extracted(boxed, "boxed")
     m = None
     for m in _ANSWER_IS.finditer(text):
         pass
-    if m is not None:
-        return Extracted(m.group(1).strip().rstrip("."), "answer_is")
+    if m is not None and (answer := as_math(m.group(1))) is not None:
+        return Extracted(answer, "answer_is")
     numbers = _NUMBER.findall(text)
     if numbers:
         return Extracted(numbers[-1].rstrip(","), "last_number")
