@@ -166,3 +166,27 @@ def test_greedy_cot_does_not_depend_on_the_budget_of_the_command(tiny_q4_model):
             session.close(scheduler)
         texts.append([out[("cot", p.id)].candidates[0].text for p in problems])
     assert all(t == texts[0] for t in texts), texts
+
+
+def test_a_broken_engine_invariant_shows_as_a_bug_not_as_bad_input(tiny_model, tmp_path, monkeypatch):
+    """A sequence used after release is tts_cli's bug: no `error:` line with exit 2 as for bad
+    input, no problem recorded as failed; the run stops with the bug's traceback."""
+    from cli_helpers import FAST, tts, write_jsonl
+    from tts_cli import search
+    from tts_cli.engine import EngineBug, EngineError
+    from tts_cli.search.types import Generate
+
+    def buggy_cot(search_, config):
+        run = search_.run("cot", config, use_verifier=False)
+        path = run.start(greedy=True)
+        run.engine.release(path.seq)
+        yield Generate([path.seq], stop=["\n\n"], max_tokens=4)  # a released sequence
+
+    monkeypatch.setitem(search.STRATEGIES, "cot", buggy_cot)
+    data = write_jsonl(tmp_path / "d.jsonl", [{"question": "What is 1 + 1?", "answer": "#### 2"}])
+    out = tmp_path / "r.jsonl"
+    r = tts("grade", data, "--out", out, "--policy", tiny_model, "--strategy", "cot", *FAST)
+    assert isinstance(r.exception, EngineBug) and not isinstance(r.exception, EngineError)
+    assert "internal error (a bug in tts_cli" in str(r.exception)
+    assert r.exit_code == 1 and "error:" not in r.stderr
+    assert out.read_text() == ""

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field, replace
 
 import numpy as np
 
-from .llamacpp import Context, EngineError, Model, Sampling
+from .llamacpp import Context, EngineBug, EngineError, Model, Sampling
 
 STOP_REASONS = ("stop", "eos", "length", "context")
 
@@ -124,12 +124,12 @@ class StepBatch:
         self.reasons: list[str | None] = [None] * len(seqs)
         for i, s in enumerate(seqs):
             if s.released:
-                raise EngineError("cannot generate from a released sequence")
+                raise EngineBug("cannot generate from a released sequence")
             if not s.can_generate:
                 self.reasons[i] = s.ended or "eos"
         self.live = [i for i in range(len(seqs)) if self.reasons[i] is None]
         if len(set(seqs[i].slot for i in self.live)) != len(self.live):
-            raise EngineError("the same sequence was passed twice")
+            raise EngineBug("the same sequence was passed twice")
 
     @property
     def done(self) -> bool:
@@ -307,7 +307,7 @@ class Engine:
         """k children that share everything `seq` holds (and its owner); each gets its own sampler
         seed."""
         if seq.released:
-            raise EngineError("cannot fork a released sequence")
+            raise EngineBug("cannot fork a released sequence")
         children = []
         for i in range(k):
             if isinstance(sampling, list):
@@ -368,7 +368,7 @@ class Engine:
         work = []  # (seq, tokens to evaluate now)
         for seq, add in items:
             if seq.released:
-                raise EngineError("cannot extend a released sequence")
+                raise EngineBug("cannot extend a released sequence")
             new = self.tokenize(add) if isinstance(add, str) else list(add)
             if any(not 0 <= t < self.model.n_vocab for t in new):
                 raise EngineError(f"token id outside the vocabulary (0..{self.model.n_vocab - 1})")
@@ -473,7 +473,7 @@ class Engine:
             return
         seqs = [b.seqs[i] for b, i in rows]
         if len({s.slot for s in seqs}) != len(seqs):
-            raise EngineError("the same sequence is in two steps at once")
+            raise EngineBug("the same sequence is in two steps at once")
         t0 = time.perf_counter()
         rc = self.ctx.decode([s.pending for s in seqs], [s.n_past for s in seqs], [s.slot for s in seqs],
                              outputs=True)
@@ -530,9 +530,9 @@ class Engine:
             return []
         for s in seqs:
             if s.released or s.pending is None:
-                raise EngineError("reading a position needs live sequences with a pending token")
+                raise EngineBug("reading a position needs live sequences with a pending token")
             if not s.sampling.greedy:
-                raise EngineError("reading a position needs greedy sequences")
+                raise EngineBug("reading a position needs greedy sequences")
             if not self._fits(s):
                 raise EngineError("sequence is at the end of its context")
         out: list = [None] * len(seqs)

@@ -25,6 +25,16 @@ class EngineError(Exception):
     """A model or context problem a user can act on; the message names the file."""
 
 
+class EngineBug(RuntimeError):
+    """A broken invariant of the engine's API (a released sequence used, one sequence in two
+    steps): a bug in tts_cli or in a strategy, never the user's input. Not an EngineError, so it
+    is never reported as bad input or recorded as one problem's failure: it stops the run with
+    its traceback."""
+
+    def __init__(self, message: str):
+        super().__init__(f"internal error (a bug in tts_cli, please report it): {message}")
+
+
 # llama.cpp logs to stderr by default; a CLI tool should stay quiet unless asked.
 _verbose = bool(os.environ.get("TTS_LLAMA_LOG"))
 
