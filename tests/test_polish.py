@@ -190,3 +190,61 @@ def test_a_broken_engine_invariant_shows_as_a_bug_not_as_bad_input(tiny_model, t
     assert "internal error (a bug in tts_cli" in str(r.exception)
     assert r.exit_code == 1 and "error:" not in r.stderr
     assert out.read_text() == ""
+
+
+def big_tree():
+    """A beam-search-like tree: 8 beams, 6 levels, 4 children each, most pruned, some finished."""
+    from tts_cli.search import Node
+    tree = [Node(id=0, parent=None, depth=0, step="", state="root")]
+    level = [0]
+    for depth in range(1, 7):
+        nxt = []
+        for p in level:
+            for c in range(4):
+                i = len(tree)
+                score = ((i * 37) % 100) / 100
+                state = "active" if c < 2 else "pruned"
+                tree.append(Node(id=i, parent=p, depth=depth, step=f"step {i} " + "words " * 30, score=score,
+                                 state=state))
+                if state == "active":
+                    nxt.append(i)
+        level = nxt[:8]
+        for i in nxt[8:]:
+            tree[i].state = "pruned"
+    for i in level[:3]:
+        tree[i].state, tree[i].answer = "finished", str(i)
+    return tree
+
+
+@pytest.mark.parametrize("height,width", [(6, 40), (12, 80), (24, 80), (50, 200)])
+def test_the_live_tree_fits_the_terminal_and_keeps_the_frontier(height, width):
+    from rich.console import Console
+    from tts_cli.live import render_tree
+    tree = big_tree()
+    console = Console(width=width, height=height, record=True, file=open("/dev/null", "w"))
+    console.print(render_tree(tree, "beam N=8", max_lines=height - 1, width=width))
+    text = console.export_text()
+    lines = text.rstrip("\n").splitlines()
+    assert len(lines) <= height - 1, text
+    assert "more nodes" in text and "pruned" in text  # the rest is counted, not dropped silently
+    frontier = sorted((n for n in tree if n.state == "active" and not any(k.parent == n.id for k in tree)),
+                      key=lambda n: -n.score)
+    if frontier:
+        assert f"step {frontier[0].id} " in text  # the best of the active frontier is in view
+    # the counts add up: drawn nodes + folded nodes = the whole tree
+    shown = sum(1 for n in tree[1:] if f"step {n.id} " in text)
+    import re
+    folded = sum(int(m) for m in re.findall(r"… (\d+) more nodes", text))
+    assert shown + folded == len(tree) - 1
+
+
+def test_solve_prints_the_whole_tree_only_when_asked(tiny_model):
+    from cli_helpers import FAST, tts
+    args = ["solve", "What is 2 + 2?", "--policy", tiny_model, "--strategy", "majority", "--n", "3", *FAST]
+    plain = tts(*args)
+    assert plain.exit_code == 0 and "majority N=3" not in plain.stdout
+    full = tts(*args, "--tree")
+    assert full.exit_code == 0 and "majority N=3" in full.stdout and "result" in full.stdout
+    js = tts(*args, "--json")
+    import json
+    assert len(json.loads(js.stdout)["tree"]) > 3

@@ -224,6 +224,7 @@ def solve(
     profile: Optional[Path] = O_PROFILE, probe: Optional[int] = O_PROBE, prompt: Optional[str] = O_PROMPT,
     as_json: bool = typer.Option(False, "--json", help="Print exactly one JSON object on stdout."),
     no_live: bool = typer.Option(False, "--no-live", help="No live tree (also off when stdout is not a terminal)."),
+    tree: bool = typer.Option(False, "--tree", help="Print the whole search tree at the end (--json always has it)."),
 ):
     """Solve one problem with a test-time search, showing the search tree as it grows.
 
@@ -231,6 +232,7 @@ def solve(
       tts solve "What is 15 + 27?"
       tts solve --strategy beam --n 16 --prm judge "Find x if 2x + 3 = 11."
       tts solve --file problem.txt --config recipes/beam-n16.yaml --json
+      tts solve --strategy dvts --n 16 --tree "What is 7 * 8?"
     """
     from rich.live import Live
 
@@ -251,7 +253,8 @@ def solve(
         try:
             live = console.is_terminal and not no_live and not as_json
             if live:
-                with Live(console=console, refresh_per_second=8, transient=False) as lv:
+                # transient: the live view (cut to the terminal) goes; --tree prints all of it
+                with Live(console=console, refresh_per_second=8, transient=True) as lv:
                     result = session.solve(scheduler, settings["strategy"], text, cfg,
                                            LiveView(lv, f"{settings['strategy']} N={cfg.n}"))
             else:
@@ -263,8 +266,11 @@ def solve(
         fail(str(e))
     if as_json:
         print(json.dumps(result.as_dict(), ensure_ascii=False))
-    else:
-        console.print(result_panel(result))
+        return
+    if tree:
+        from .live import render_tree
+        console.print(render_tree(result.tree, f"{settings['strategy']} N={cfg.n}", width=console.size.width))
+    console.print(result_panel(result))
 
 
 def read_problem_text(problem: str | None, file: str | None) -> str:
