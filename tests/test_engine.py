@@ -219,3 +219,20 @@ def test_prompt_cache_prefills_a_repeated_prompt_once(tiny_model):
         # the cached copy gives its slot way when live sequences need every slot
         kids = engine.fork(c, 3)
         assert engine.free_slots == 0 and len(kids) == 3
+
+
+def test_one_context_limit_for_prompts_extensions_and_tokens(tiny_model):
+    """The prompt check, extend and generation agree on where a sequence's context ends: a
+    prompt of n_ctx_seq - 1 tokens starts and takes exactly one token; one of n_ctx_seq does
+    not start; an extension that would leave no room ends the sequence with "context"."""
+    with Engine(tiny_model, n_ctx=64, n_seq_max=1, n_threads=2) as engine:
+        n = engine.ctx.n_ctx_seq
+        with pytest.raises(EngineError, match="does not fit"):
+            engine.start([300 + i % 50 for i in range(n)])
+        seq = engine.start([300 + i % 50 for i in range(n - 1)], Sampling(seed=1, ban_eos=True))
+        step = engine.generate([seq], stop=(), max_tokens=10)[0]
+        assert len(step.tokens) == 1 and step.stop_reason == "context"
+        engine.release(seq)
+        seq = engine.start([300 + i % 50 for i in range(n - 3)], Sampling(seed=1, ban_eos=True))
+        engine.extend([(seq, [301, 302, 303, 304])])  # 3 would fit, leaving one cell
+        assert seq.ended == "context"

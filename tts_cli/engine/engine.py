@@ -269,7 +269,7 @@ class Engine:
         if cache and key in self._prompt_cache:
             self._prompt_cache.move_to_end(key)
             return self._new_sequence(sampling, owner, parent=self._prompt_cache[key])
-        if len(tokens) >= self.ctx.n_ctx_seq:
+        if not self._fits(0, len(tokens)):
             raise EngineError(f"prompt of {len(tokens)} tokens does not fit the context "
                               f"({self.ctx.n_ctx_seq} tokens per sequence)")
         base, shared = self._longest_cached_prefix(tokens) if cache else (None, 0)
@@ -374,7 +374,7 @@ class Engine:
                 raise EngineError(f"token id outside the vocabulary (0..{self.model.n_vocab - 1})")
             if not new or seq.ended is not None:
                 continue
-            if not self._fits(seq, len(new)):
+            if not self._fits(seq.n_past, len(new)):
                 seq.ended = "context"
                 continue
             evaluate = ([seq.pending] if seq.pending is not None else []) + new[:-1]
@@ -397,10 +397,11 @@ class Engine:
                 seq.pending = None
         self._prefill(work)
 
-    def _fits(self, seq: Sequence, k: int = 1) -> bool:
-        """Whether `seq` can take k more tokens (its pending one included) and still have a cell
-        left for the token after them: the one place that decides the context limit."""
-        return seq.n_past + k + 1 <= self.ctx.n_ctx_seq
+    def _fits(self, n_past: int, k: int = 1) -> bool:
+        """Whether a sequence holding n_past cells can take k more tokens (its pending one
+        included) and still have a cell left for the token after them: the one place that
+        decides the context limit (a prompt, an extension, a generated token, a read)."""
+        return n_past + k + 1 <= self.ctx.n_ctx_seq
 
     def _prefill(self, work: list[tuple[Sequence, list[int]]]) -> None:
         n_batch = self.prefill_chunk
@@ -462,7 +463,7 @@ class Engine:
     def advance(self, batches: list[StepBatch]) -> None:
         """One token for every live sequence of every batch, in one llama_decode."""
         for b in batches:  # a sequence at the end of its context cannot take another token
-            for i in [i for i in b.live if not self._fits(b.seqs[i])]:
+            for i in [i for i in b.live if not self._fits(b.seqs[i].n_past)]:
                 b.end(i, "context")
                 b.seqs[i].ended = "context"
             b.live = [i for i in b.live if b.reasons[i] is None]
@@ -533,7 +534,7 @@ class Engine:
                 raise EngineBug("reading a position needs live sequences with a pending token")
             if not s.sampling.greedy:
                 raise EngineBug("reading a position needs greedy sequences")
-            if not self._fits(s):
+            if not self._fits(s.n_past):
                 raise EngineError("sequence is at the end of its context")
         out: list = [None] * len(seqs)
         chunk = self.prefill_chunk
