@@ -277,7 +277,7 @@ def test_driver_killed_then_rerun_resumes_on_the_cluster(tiny_model, tmp_path, c
 POISON_SCRIPT = '''
 import os, sys
 from pathlib import Path
-from tts_cli.cli import effective_settings, search_config
+from tts_cli.settings import effective_settings, search_config
 from tts_cli.cluster import RaySolver, Worker
 from tts_cli.datasets import read_problems
 from tts_cli.grade import grade_runs

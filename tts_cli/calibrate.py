@@ -151,3 +151,53 @@ def sampled_pass_at_1(record: dict) -> float:
     if not cands or ref is None:
         return 0.0
     return sum(answers_match(c.get("answer"), ref) for c in cands) / len(cands)
+
+
+def calibrate_file(problems: list[Problem], out: Path, settings: dict, budgets: list[int], *, samples: int,
+                   beam_widths: list[int], aggregations: list[str], temperatures: list, bins: Bins,
+                   concurrency: int | None = None, ray: str | None = None, workers: int | None = None,
+                   wait: bool = False, say: Callable[[str], None] | None = None,
+                   on_record: Callable[[str, dict, str], None] | None = None):
+    """`tts calibrate`: measure every setting on the problems (resumably, in OUT.runs/), write
+    the profile to `out` and where `--strategy auto` finds it for this policy and verifier.
+    Returns (profile, solver info, saved path). on_record(key, record, in flight)."""
+    import time
+    from dataclasses import replace
+
+    from .batch import open_solver
+    from .profile import saved_profile_path
+    from .settings import search_config
+    for a in aggregations:  # bad values fail before any model loads
+        search_config({**settings, "aggregation": a})
+    for t in temperatures:
+        if t is not None:
+            search_config({**settings, "temperature": t})
+
+    def plan(budget):
+        return candidate_settings(budget, has_verifier=True, beam_widths=beam_widths, aggregations=aggregations,
+                                  temperatures=temperatures)
+
+    def job_for(setting):
+        cfg = replace(search_config(settings), **{k: v for k, v in setting.overrides().items() if k != "strategy"})
+        cfg.validate(setting.strategy)
+        return setting.strategy, cfg
+
+    every = [s for b in budgets for s in plan(b)] + [candidate_settings(samples, has_verifier=False)[1]]
+    # "auto" opens the verifier as a PRM strategy would
+    solver = open_solver({**settings, "strategy": "auto"}, [job_for(s) for s in every], concurrency, ray, workers, say)
+    info = solver.info()
+    t0 = time.perf_counter()
+    try:
+        profile = calibrate(problems, budgets, out.parent / (out.name + ".runs"), samples=samples, has_verifier=True,
+                            bins=bins, solve_many=lambda pairs: solver.solve_many(pairs, job_for),
+                            policy={"name": info["policy_name"], "file": info["policy"], "params": info["params"]},
+                            prm=info["verifier"], settings_for=plan, wait=wait, on_wait=say,
+                            on_record=(lambda key, rec: on_record(key, rec, solver.in_flight)) if on_record else None)
+    finally:
+        solver.close()
+    profile.meta.update(seconds=round(time.perf_counter() - t0, 1), samples=samples, difficulty_run=DIFFICULTY)
+    profile.save(out)
+    saved = saved_profile_path(info["policy"], info["verifier"])
+    saved.parent.mkdir(parents=True, exist_ok=True)
+    profile.save(saved)
+    return profile, info, saved

@@ -1,8 +1,44 @@
-"""The accuracy-vs-compute plot of `tts compare` (FLOPs on a log axis, one line per strategy)."""
+"""`tts compare`: every (strategy, budget) over the same problems, as runs of one batch; the
+summary (accuracy, pass@N, headroom, FLOPs per problem), the paper's Table 5 line, and the
+accuracy-vs-compute plot (FLOPs on a log axis, one line per strategy)."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
+from typing import Callable
+
+
+def plan_runs(names: list[str], budgets: list[int], out: Path, settings_for: Callable[[str, int], dict],
+              say: Callable[[str], None] | None = None) -> dict[str, tuple[Path, dict]]:
+    """"strategy N=n" -> (its results file in `out`, its settings). CoT runs once (it does not
+    depend on N); beam and DVTS skip budgets that are not a multiple of the beam width."""
+    runs = {}
+    for name in names:
+        for n in ([1] if name == "cot" else budgets):
+            settings = settings_for(name, n)
+            if name in ("beam", "dvts") and n % settings["beam_width"]:
+                if say:
+                    say(f"skipping {name} N={n}: not a multiple of the beam width {settings['beam_width']}")
+                continue
+            runs[f"{name} N={n}"] = (out / f"{name}_n{n}.jsonl", settings)
+    return runs
+
+
+def write_summary(data: Path, runs: dict, summaries: dict, out: Path) -> tuple[list[dict], dict | None]:
+    """One row per run, the Table 5 comparison, summary.json and the plot in `out`."""
+    from .grade import summarize
+    rows = []
+    for key, (path, settings) in runs.items():
+        s = summarize(summaries[key].records)
+        rows.append({"strategy": settings["strategy"], "n": settings["n"], "accuracy": s["accuracy"],
+                     "pass_at_n": s["pass_at_n"], "problems": s["graded"], "flops_per_problem": s["flops_per_problem"],
+                     "flops": s["flops"], "seconds": s["seconds"], "results": str(path)})
+    headroom_captured(rows)
+    table5 = efficiency_table(rows)
+    (out / "summary.json").write_text(json.dumps({"data": str(data), "rows": rows, "efficiency": table5}, indent=1))
+    plot_accuracy_vs_flops(rows, out / "accuracy_vs_flops.png", title=data.name)
+    return rows, table5
 
 
 def plot_accuracy_vs_flops(rows: list[dict], path: Path, title: str = "") -> None:

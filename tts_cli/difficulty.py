@@ -8,12 +8,11 @@ hard ends (many paths agreeing usually means the policy knows the answer).
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
 from .grading import answers_match
 
-if TYPE_CHECKING:  # no runtime import: search.auto imports this module
-    from .search.types import Candidate
+# Candidates are any objects with an `.answer` (search.types.Candidate): this module imports
+# nothing from search, which imports it.
 
 DEFAULT_BINS = {"easy": 0.5, "medium": 0.1}  # easy >= 50%, medium 10-50%, hard < 10%
 BIN_NAMES = ("easy", "medium", "hard")
@@ -39,14 +38,14 @@ class Bins:
         return {"easy": self.easy, "medium": self.medium}
 
 
-def pass_at_1(candidates: list[Candidate], reference: str) -> float:
+def pass_at_1(candidates: list, reference: str) -> float:
     """Fraction of sampled paths whose answer matches the reference."""
     if not candidates:
         return 0.0
     return sum(answers_match(c.answer, reference) for c in candidates) / len(candidates)
 
 
-def agreement(candidates: list[Candidate]) -> float:
+def agreement(candidates: list) -> float:
     """Online estimate of pass@1 from sampled paths without a reference: sqrt of the share of
     path pairs that reach the same answer. If a fraction p of paths is right and wrong answers
     scatter, two paths agree with probability about p^2. Unanswered paths agree with nothing."""

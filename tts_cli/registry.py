@@ -11,7 +11,7 @@ import difflib
 import os
 from pathlib import Path
 
-from .models import smollm2_path
+from .models import SMOLLM2_HINT, smollm2_path
 from .yamlfile import read_yaml
 
 BUNDLED = Path(__file__).resolve().parent / "models.yaml"
@@ -44,6 +44,14 @@ def load_registry(models_file: str | os.PathLike | None = None) -> dict[str, dic
         for e in _read(extra):
             entries[e["name"]] = {**e, "user": True}
     return entries
+
+
+def default_model() -> Path:
+    """The bundled SmolLM2-135M-Instruct (the default policy), or a one-line install hint."""
+    path = smollm2_path()
+    if path is None:
+        raise RegistryError(SMOLLM2_HINT)
+    return path
 
 
 def local_path(entry: dict) -> Path | None:

@@ -12,8 +12,7 @@ from pathlib import Path
 from dataclasses import replace
 
 from .engine import Engine, EngineError, Model, gpu_offload_supported
-from .models import SMOLLM2_HINT, smollm2_path
-from .registry import RegistryError, entry_named, load_registry, pull, resolve
+from .registry import RegistryError, default_model, entry_named, load_registry, pull, resolve
 from .search import USES_VERIFIER, ConfigError, SearchConfig
 from .search.scheduler import Job, Scheduler, run_search, slots_needed, verifier_slots_needed
 from .verifiers import HEAD_FORMATS, ConfidenceVerifier, JudgeVerifier, Verifier, verifier_from_format
@@ -118,10 +117,7 @@ class Session:
         self.registry = registry if registry is not None else load_registry(settings.get("models_file"))
         policy = settings.get("policy")
         if policy is None:
-            path = smollm2_path()
-            if path is None:
-                raise RegistryError(SMOLLM2_HINT)
-            self.policy_path = path
+            self.policy_path = default_model()
         else:
             self.policy_path, _ = self._resolve(policy, pull_missing)
         # The verifier: --prm, else the policy as judge (used only by strategies that score steps).
@@ -242,6 +238,24 @@ class Session:
                 "params": self.model.n_params if self.model else None, "verifier": self.verifier_name()}
 
 
+def solve_text(settings: dict, config: SearchConfig, text: str, on_event=None):
+    """`tts solve`: one problem, with engines sized for its search (and its length)."""
+    from .datasets import MAX_PROBLEM_CHARS
+    notes = []
+    if len(text) > MAX_PROBLEM_CHARS:
+        notes.append(f"problem text of {len(text)} characters cut to {MAX_PROBLEM_CHARS}")
+        text = text[:MAX_PROBLEM_CHARS]
+    session = Session(settings)
+    session.fit_context(text)
+    scheduler = session.open([(settings["strategy"], config)])
+    try:
+        result = session.solve(scheduler, settings["strategy"], text, config, on_event)
+    finally:
+        session.close(scheduler)
+    result.notes = notes + result.notes
+    return result
+
+
 class LocalSolver:
     """The searches of a batch command (grade, compare, calibrate) on this machine: one policy
     engine and verifier sized for all the runs' plans, one scheduler. A Ray cluster's
@@ -270,5 +284,5 @@ class LocalSolver:
         self.session.close(self.scheduler)
 
 
-__all__ = ["DEFAULT_CONTEXT_PER_PATH", "LocalSolver", "Session", "close", "Job", "Scheduler", "auto_concurrency", "open_policy", "open_verifier",
+__all__ = ["DEFAULT_CONTEXT_PER_PATH", "LocalSolver", "Session", "close", "solve_text", "Job", "Scheduler", "auto_concurrency", "open_policy", "open_verifier",
            "policy_slots", "run_search"]

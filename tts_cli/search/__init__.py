@@ -9,20 +9,9 @@ from .common import Search
 from .cot import cot
 from .dvts import dvts
 from .majority import majority
-from .types import Candidate, ConfigError, Event, Node, SearchConfig, SearchResult
-
-STRATEGIES = {
-    "cot": cot,
-    "majority": majority,
-    "best-of-n": best_of_n,
-    "beam": beam,
-    "dvts": dvts,
-    "auto": auto,
-}
-NEEDS_VERIFIER = {"best-of-n", "beam", "dvts"}  # cannot run without one
-USES_VERIFIER = NEEDS_VERIFIER | {"auto"}  # auto scores its probe when it has one
-
-from .scheduler import Job, Scheduler, run_search  # noqa: E402  (it looks strategies up here)
+from .scheduler import Job, Scheduler, run_search
+from .strategies import STRATEGIES
+from .types import NEEDS_VERIFIER, USES_VERIFIER, Candidate, ConfigError, Event, Node, SearchConfig, SearchResult
 
 __all__ = ["STRATEGIES", "NEEDS_VERIFIER", "USES_VERIFIER", "Candidate", "ConfigError", "Event", "Job", "Node",
            "Scheduler", "Search", "SearchConfig", "SearchResult", "auto", "beam", "best_of_n", "cot", "dvts",

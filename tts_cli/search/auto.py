@@ -15,15 +15,19 @@ from dataclasses import replace
 
 from ..difficulty import Bins, agreement
 from ..profile import Profile, default_choice
+from .beam import beam
 from .best_of_n import best_of_n
 from .common import Search, choose_answer, group_answers
+from .cot import cot
+from .dvts import dvts
 from .majority import majority
-from .types import SearchConfig, SearchResult
+from .types import NEEDS_VERIFIER, SearchConfig, SearchResult
+
+# What the second stage can be (auto is not among them).
+SECOND_STAGE = {"cot": cot, "majority": majority, "best-of-n": best_of_n, "beam": beam, "dvts": dvts}
 
 
 def auto(search: Search, config: SearchConfig):
-    from . import NEEDS_VERIFIER, STRATEGIES
-
     engine, verifier = search.engine, search.verifier
     config.validate("auto")
     notes = []
@@ -63,7 +67,7 @@ def auto(search: Search, config: SearchConfig):
     if rest >= 1 and not (strategy in ("beam", "dvts") and rest < rest_cfg.beam_width):
         if strategy in NEEDS_VERIFIER and verifier is None:
             strategy = "majority"
-        second = yield from STRATEGIES[strategy](search, replace(rest_cfg, n=rest))
+        second = yield from SECOND_STAGE[strategy](search, replace(rest_cfg, n=rest))
     else:
         notes.append(f"the probe used the whole budget (N={config.n}): no second stage")
 

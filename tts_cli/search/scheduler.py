@@ -29,7 +29,8 @@ from typing import Any, Callable, Iterable, Iterator
 
 from ..engine import EngineError, StepBatch
 from .common import Search
-from .types import ConfigError, EventHandler, Generate, Parallel, Score, SearchConfig, SearchResult
+from .strategies import STRATEGIES
+from .types import NEEDS_VERIFIER, ConfigError, EventHandler, Generate, Parallel, Score, SearchConfig, SearchResult
 
 _keys = itertools.count(1)  # search keys, unique in the process (engines may outlive a scheduler)
 
@@ -111,8 +112,6 @@ class Scheduler:
         `jobs` may yield None: nothing to start yet (a feeder whose next problem has not
         arrived, as on a Ray worker). The searches in flight go on and the scheduler asks again
         after their next step; a feeder should block instead while `in_flight` is 0."""
-        from . import NEEDS_VERIFIER, STRATEGIES
-
         queue = iter(jobs)
         waiting: Job | None = None
         searches: list[_Task] = []  # whole searches in flight

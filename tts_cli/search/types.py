@@ -5,6 +5,9 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import Callable
 
+NEEDS_VERIFIER = {"best-of-n", "beam", "dvts"}  # cannot run without one
+USES_VERIFIER = NEEDS_VERIFIER | {"auto"}  # auto scores its probe when it has one
+
 AGGREGATIONS = ("last", "min", "avg", "prod")
 SELECTIONS = ("vote", "max")  # PRM-Vote, PRM-Max
 

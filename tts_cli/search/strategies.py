@@ -1,0 +1,17 @@
+"""The strategies by name (what --strategy and the scheduler accept)."""
+
+from .auto import auto
+from .beam import beam
+from .best_of_n import best_of_n
+from .cot import cot
+from .dvts import dvts
+from .majority import majority
+
+STRATEGIES = {
+    "cot": cot,
+    "majority": majority,
+    "best-of-n": best_of_n,
+    "beam": beam,
+    "dvts": dvts,
+    "auto": auto,
+}
