@@ -226,6 +226,15 @@ def session_members(sid, prefix: str = "") -> list[int]:
     return out
 
 
+def start_until_written(cmd, out: Path, lines: int, **popen) -> subprocess.Popen:
+    """Start `cmd` and return once `out` holds `lines` records."""
+    proc = subprocess.Popen(cmd, **popen)
+    deadline = time.time() + 240
+    while time.time() < deadline and not (out.exists() and out.read_text().count("\n") >= lines):
+        time.sleep(0.05)
+    return proc
+
+
 def worker_pids(started) -> list[int]:
     """The tts worker actors' processes, in the cluster this test started."""
     return [pid for p in started for pid in session_members(p.pid, "ray::Worker")]
@@ -237,10 +246,7 @@ def test_two_node_cluster_grades_and_survives_a_killed_worker(tiny_model, tmp_pa
     data = problems(tmp_path / "d.jsonl", n)
     out = tmp_path / "r.jsonl"
     cmd = grade_cmd(data, out, tiny_model, "--ray", address, step_tokens=48)
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
-    deadline = time.time() + 240
-    while time.time() < deadline and not (out.exists() and out.read_text().count("\n") >= 2):
-        time.sleep(0.05)
+    proc = start_until_written(cmd, out, 2, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
     pids = worker_pids(groups)
     assert len(pids) == 2, pids  # one worker per node
     os.kill(pids[0], signal.SIGKILL)
@@ -261,10 +267,7 @@ def test_driver_killed_then_rerun_resumes_on_the_cluster(tiny_model, tmp_path, c
     data = problems(tmp_path / "d.jsonl", n)
     out = tmp_path / "r.jsonl"
     cmd = grade_cmd(data, out, tiny_model, "--ray", address, step_tokens=48)
-    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
-    deadline = time.time() + 240
-    while time.time() < deadline and not (out.exists() and out.read_text().count("\n") >= 3):
-        time.sleep(0.05)
+    proc = start_until_written(cmd, out, 3, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
     proc.kill()
     proc.wait()
     before = len(records(out))
@@ -326,11 +329,8 @@ def test_ctrl_c_stops_the_workers_and_keeps_what_finished(tiny_model, tmp_path):
     data = problems(tmp_path / "d.jsonl", n)
     out = tmp_path / "r.jsonl"
     cmd = grade_cmd(data, out, tiny_model, "--ray", "--workers", "2", step_tokens=48)
-    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
-                            start_new_session=True)  # its Ray processes are in this session
-    deadline = time.time() + 240
-    while time.time() < deadline and not (out.exists() and out.read_text().count("\n") >= 2):
-        time.sleep(0.05)
+    proc = start_until_written(cmd, out, 2, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+                               start_new_session=True)  # its Ray processes are in this session
     proc.send_signal(signal.SIGINT)
     _, err = proc.communicate(timeout=120)
     assert proc.returncode == 130, err[-2000:]
@@ -362,3 +362,13 @@ def test_without_ray_installed_one_line_says_how_to_install(tmp_path):
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert r.returncode == 2
     assert r.stderr.strip() == "error: --ray needs Ray: pip install 'tts_cli[ray]'"
+
+
+def test_an_address_where_nothing_answers_is_one_line_at_once(tmp_path):
+    data = problems(tmp_path / "d.jsonl", 2)
+    address = f"{HEAD}:{free_port(HEAD)}"  # nothing listens there
+    r = subprocess.run(grade_cmd(data, tmp_path / "r.jsonl", "/nonexistent/model.gguf", "--ray", address),
+                       capture_output=True, text=True, timeout=60)
+    assert r.returncode == 2 and "Traceback" not in r.stderr
+    assert r.stderr.strip().splitlines()[-1] == (f"error: cannot connect to the Ray cluster at {address}: "
+                                                 "Connection refused (is `ray start --head` running there?)")

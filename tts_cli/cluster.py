@@ -75,6 +75,8 @@ def connect(address: str, num_cpus: int | None = None):
         import ray
     except ImportError:
         raise ClusterError(RAY_HINT)
+    if address not in (LOCAL, "auto"):
+        _check_reachable(address)
     import logging
     try:
         if address == LOCAL:
@@ -93,6 +95,19 @@ def connect(address: str, num_cpus: int | None = None):
         where = "start a local Ray instance" if address == LOCAL else f"connect to the Ray cluster at {address}"
         raise ClusterError(f"cannot {where}: {first}")
     return ray
+
+
+def _check_reachable(address: str) -> None:
+    """Ray retries an unreachable address for minutes, logging as it goes: knock first."""
+    import socket
+    host, _, port = address.rpartition(":")
+    try:
+        socket.create_connection((host.removeprefix("ray://").strip("[]"), int(port)), timeout=5).close()
+    except ValueError:
+        raise ClusterError(f"--ray {address}: expected HOST:PORT (the head node's GCS port, 6379 by default) or auto")
+    except OSError as e:
+        raise ClusterError(f"cannot connect to the Ray cluster at {address}: {e.strerror or e} (is `ray start --head` "
+                           "running there?)")
 
 
 class Worker:
