@@ -305,3 +305,20 @@ def test_the_cli_only_parses_calls_and_renders():
         if isinstance(node, ast.FunctionDef):
             body = node.body[1:] if isinstance(node.body[0], ast.Expr) else node.body  # without the docstring
             assert not body or body[-1].end_lineno - body[0].lineno + 1 <= 40, node.name
+
+
+def test_registry_says_which_downloads_were_checked():
+    from cli_helpers import tts
+    from tts_cli.registry import download_checked, load_registry
+    reg = load_registry()
+    for entry in reg.values():
+        if entry.get("repo"):
+            assert "verified" in entry, entry["name"]  # every download says what was checked
+    assert reg["math-shepherd-mistral-7b-prm"]["repo"] == "QuantFactory/math-shepherd-mistral-7b-prm-GGUF"
+    assert reg["llama3.1-8b-prm-deepseek-data"]["repo"] == "QuantFactory/Llama3.1-8B-PRM-Deepseek-Data-GGUF"
+    # not seen from here: marked so, not presented as checked
+    assert download_checked(reg["math-shepherd-mistral-7b-prm"]) == "unchecked"
+    assert download_checked(reg["llama-3.2-1b-instruct"]) == "seen"
+    assert download_checked(reg["skywork-o1-open-prm-qwen-2.5-1.5b"]) == "none"
+    r = tts("models", "list")
+    assert r.exit_code == 0 and "download" in r.stdout and "unchecked" in r.stdout
