@@ -146,7 +146,9 @@ def cluster(tmp_path_factory):
     started = []
 
     def start(args, name):
-        proc = subprocess.Popen(["ray", "start", "--block", "--num-cpus", "1", *args], env=env,
+        # `ray start`, from this interpreter's Ray whatever is on PATH
+        proc = subprocess.Popen([sys.executable, "-m", "ray.scripts.scripts", "start", "--block", "--num-cpus", "1",
+                                 *args], env=env,
                                 stdout=open(logs / f"{name}.log", "w"), stderr=subprocess.STDOUT,
                                 start_new_session=True)
         started.append(proc)
