@@ -236,3 +236,24 @@ def test_one_context_limit_for_prompts_extensions_and_tokens(tiny_model):
         seq = engine.start([300 + i % 50 for i in range(n - 3)], Sampling(seed=1, ban_eos=True))
         engine.extend([(seq, [301, 302, 303, 304])])  # 3 would fit, leaving one cell
         assert seq.ended == "context"
+
+
+def test_ctrl_c_inside_a_llama_cpp_log_callback_is_not_lost(tiny_model):
+    """llama.cpp logs through a Python callback on every graph it builds; a KeyboardInterrupt
+    raised inside it would be swallowed by ctypes (seen: a Ctrl-C'd grade ran to the end). It is
+    deferred to the end of the C call instead."""
+    import signal
+
+    from tts_cli.engine import Model, llamacpp
+    Model(tiny_model).close()  # the backend is initialised, the handler installed
+    assert signal.getsignal(signal.SIGINT) is llamacpp._on_sigint
+
+    class InsideTheCallback:
+        f_code = llamacpp._log_to_stderr.__code__
+
+    llamacpp._on_sigint(signal.SIGINT, InsideTheCallback())  # no raise inside the callback...
+    with pytest.raises(KeyboardInterrupt):
+        llamacpp.check_interrupt()  # ...but right after the C call returns
+    llamacpp.check_interrupt()  # once
+    with pytest.raises(KeyboardInterrupt):
+        llamacpp._on_sigint(signal.SIGINT, None)  # anywhere else: at once, as Python's own handler

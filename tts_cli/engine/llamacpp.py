@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import ctypes
 import os
+import signal
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -39,10 +41,34 @@ class EngineBug(RuntimeError):
 _verbose = bool(os.environ.get("TTS_LLAMA_LOG"))
 
 
-@L.llama_log_callback
-def _log_callback(level, text, user_data):  # pragma: no cover - only prints
+def _log_to_stderr(level, text, user_data):  # pragma: no cover - only prints
     if _verbose:
         os.write(2, text)
+
+
+_log_callback = L.llama_log_callback(_log_to_stderr)
+
+# llama.cpp calls the log callback on every graph it builds (thousands of times in a run), so a
+# Ctrl-C often arrives while Python runs that callback; a KeyboardInterrupt raised there is
+# swallowed by ctypes and the interrupt is lost. The SIGINT handler below defers it instead, and
+# check_interrupt() raises it once the C call has returned.
+_interrupt_pending = False
+
+
+def _on_sigint(signum, frame):
+    global _interrupt_pending
+    if frame is not None and frame.f_code is _log_to_stderr.__code__:
+        _interrupt_pending = True
+        return
+    signal.default_int_handler(signum, frame)
+
+
+def check_interrupt() -> None:
+    """Raise the Ctrl-C that arrived inside a llama.cpp callback, if one did."""
+    global _interrupt_pending
+    if _interrupt_pending:
+        _interrupt_pending = False
+        raise KeyboardInterrupt
 
 
 _initialised = False
@@ -53,6 +79,9 @@ def _init_backend() -> None:
     if not _initialised:
         L.llama_log_set(_log_callback, ctypes.c_void_p(0))
         L.llama_backend_init()
+        if threading.current_thread() is threading.main_thread() and \
+                signal.getsignal(signal.SIGINT) is signal.default_int_handler:
+            signal.signal(signal.SIGINT, _on_sigint)
         _initialised = True
 
 
@@ -101,6 +130,7 @@ class Model:
         self.n_gpu_layers = n_gpu_layers
         self.offloaded = n_gpu_layers != 0 and gpu_offload_supported()
         self.ptr = L.llama_model_load_from_file(str(self.path).encode(), params)
+        check_interrupt()
         if not self.ptr:
             raise EngineError(
                 f"{self.path}: llama.cpp could not load this GGUF (corrupt or truncated file, "
@@ -238,6 +268,7 @@ class Context:
             p.pooling_type = L.LLAMA_POOLING_TYPE_NONE
         self.embeddings = embeddings
         self.ptr = L.llama_init_from_model(model.ptr, p)
+        check_interrupt()
         if not self.ptr:
             raise EngineError(f"{model.path}: could not create a llama.cpp context (n_ctx={n_ctx}, "
                               f"n_seq_max={n_seq_max}); out of memory?")
@@ -323,7 +354,9 @@ class Context:
         b.seq[:n] = slots
         b.logits[:n] = 1 if outputs else 0
         b.struct.n_tokens = n
-        return L.llama_decode(self.ptr, b.struct)
+        rc = L.llama_decode(self.ptr, b.struct)
+        check_interrupt()
+        return rc
 
     def sample(self, slots: list[int], greedy: list[bool]) -> tuple[list[int], list[float]]:
         """After a decode whose i-th token (an output) belongs to slots[i]: the token each
