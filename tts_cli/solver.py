@@ -7,12 +7,11 @@ The CLI calls these; tests and scripts can too.
 from __future__ import annotations
 
 import os
+from dataclasses import replace
 from pathlib import Path
 
-from dataclasses import replace
-
 from .engine import Engine, EngineError, Model, gpu_offload_supported
-from .registry import RegistryError, default_model, entry_named, load_registry, pull, resolve
+from .registry import RegistryError, default_model, load_registry, pull, resolve
 from .search import USES_VERIFIER, ConfigError, SearchConfig
 from .search.scheduler import Job, Scheduler, run_search, slots_needed, verifier_slots_needed
 from .verifiers import HEAD_FORMATS, ConfidenceVerifier, JudgeVerifier, Verifier, verifier_from_format
@@ -132,9 +131,9 @@ class Session:
         try:
             return resolve(name, self.registry)
         except RegistryError:
-            if not pull_missing or name not in self.registry or not self.registry[name].get("repo"):
+            entry = self.registry.get(name)
+            if not pull_missing or entry is None or not entry.get("repo"):
                 raise
-            entry = entry_named(name, self.registry)
             return pull(entry), entry
 
     def load(self) -> Model:

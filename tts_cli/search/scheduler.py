@@ -99,7 +99,7 @@ class Scheduler:
         self.concurrency = self.max_searches  # what the engine was sized for (the CLI says it)
         self.verifier_capacity = getattr(getattr(verifier, "engine", None), "n_seq_max", None)
         self.peak_searches = 0
-        self.in_flight = 0  # searches running now (for progress displays)
+        self.in_flight = 0  # searches running now, kept as they start and end (progress, feeders)
         self.decode_steps = 0  # token-level llama_decode calls made for generation
         self.rows_decoded = 0  # sequences in them, summed
         self.score_calls = 0
@@ -224,7 +224,6 @@ class Scheduler:
                         yield waiting, e
                     waiting = None
                 self.peak_searches = max(self.peak_searches, len(searches))
-                self.in_flight = len(searches)
                 # 2. hand back the searches that ended
                 for t in [t for t in searches if t.done]:
                     searches.remove(t)

