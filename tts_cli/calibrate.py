@@ -16,7 +16,7 @@ from typing import Callable, Iterable, Iterator
 
 from .datasets import Problem
 from .difficulty import BIN_NAMES, Bins
-from .grade import any_candidate_correct, grade_runs
+from .grade import any_candidate_correct, grade_runs, open_results
 from .grading import answers_match
 from .profile import Choice, Profile
 
@@ -72,30 +72,42 @@ def candidate_settings(budget: int, *, has_verifier: bool, beam_widths=(2, 4), s
 DIFFICULTY = "difficulty"  # the run that samples each problem to estimate its pass@1
 
 
+def calibration_plan(budgets: list[int], samples: int, settings_for: Callable[[int], list[Setting]]) -> dict:
+    """Run key -> Setting: the difficulty run and every setting at every budget, greedy CoT once."""
+    plan: dict[str, Setting] = {DIFFICULTY: Setting("majority", samples)}
+    for b in budgets:
+        for s in settings_for(b):
+            s = Setting("cot", 1) if s.strategy == "cot" else s
+            plan.setdefault(s.key, s)
+    return plan
+
+
+def run_files(plan: dict, workdir: Path) -> dict[str, Path]:
+    """Each run's resumable results file in `workdir`."""
+    workdir.mkdir(parents=True, exist_ok=True)
+    return {key: workdir / f"{key}.jsonl" for key in plan}
+
+
 def calibrate(problems: list[Problem], budgets: list[int], workdir: Path, *,
               solve_many: Callable[[Iterable[tuple[Setting, Problem]]], Iterator[tuple[tuple[Setting, Problem], object]]],
               samples: int, has_verifier: bool, bins: Bins = Bins(), policy: dict, prm: str | None,
               settings_for: Callable[[int], list[Setting]] | None = None,
-              on_record: Callable[[str, dict], None] | None = None, wait: bool = False,
-              on_wait: Callable[[str], None] | None = None) -> Profile:
+              on_record: Callable[[str, dict], None] | None = None, files: dict | None = None) -> Profile:
     """Grade the difficulty run and every setting on every problem, then choose per bin and
     budget. All of it is one stream of searches, problem by problem: a problem's prompt is
     prefilled once for every setting, and greedy CoT (which does not depend on N) runs once.
     `solve_many` runs (setting, problem) pairs (the difficulty run is majority with N=samples)
-    and yields their results as they end."""
-    workdir.mkdir(parents=True, exist_ok=True)
-    plan: dict[str, Setting] = {DIFFICULTY: Setting("majority", samples)}
-    for b in budgets:
-        for s in (settings_for(b) if settings_for else candidate_settings(b, has_verifier=has_verifier)):
-            s = Setting("cot", 1) if s.strategy == "cot" else s
-            plan.setdefault(s.key, s)
-    runs = {key: workdir / f"{key}.jsonl" for key in plan}
+    and yields their results as they end. `files`: the runs' results files already opened
+    (grade.open_results on run_files), else they are opened here."""
+    plan = calibration_plan(budgets, samples, settings_for or (
+        lambda b: candidate_settings(b, has_verifier=has_verifier)))
+    runs = files or run_files(plan, workdir)
 
     def solve_keys(pairs):
         for (setting, problem), out in solve_many((plan[k], p) for k, p in pairs):
             yield (setting.key if setting is not plan[DIFFICULTY] else DIFFICULTY, problem), out
 
-    summaries = grade_runs(problems, runs, solve_keys, on_record=on_record, wait=wait, on_wait=on_wait)
+    summaries = grade_runs(problems, runs, solve_keys, on_record=on_record)
     if any(s.interrupted for s in summaries.values()):
         raise KeyboardInterrupt
     difficulty = {(r.get("id"), r.get("line")): sampled_pass_at_1(r) for r in summaries[DIFFICULTY].records}
@@ -183,15 +195,24 @@ def calibrate_file(problems: list[Problem], out: Path, settings: dict, budgets: 
         return setting.strategy, cfg
 
     every = [s for b in budgets for s in plan(b)] + [candidate_settings(samples, has_verifier=False)[1]]
-    # "auto" opens the verifier as a PRM strategy would
-    solver = open_solver({**settings, "strategy": "auto"}, [job_for(s) for s in every], concurrency, ray, workers, say)
+    workdir = out.parent / (out.name + ".runs")
+    # the run files first: a calibration another run holds stops before loading models
+    files = open_results(run_files(calibration_plan(budgets, samples, plan), workdir), wait, on_wait=say)
+    try:
+        # "auto" opens the verifier as a PRM strategy would
+        solver = open_solver({**settings, "strategy": "auto"}, [job_for(s) for s in every], concurrency, ray,
+                             workers, say)
+    except BaseException:
+        for f in files.values():
+            f.close()
+        raise
     info = solver.info()
     t0 = time.perf_counter()
     try:
-        profile = calibrate(problems, budgets, out.parent / (out.name + ".runs"), samples=samples, has_verifier=True,
-                            bins=bins, solve_many=lambda pairs: solver.solve_many(pairs, job_for),
+        profile = calibrate(problems, budgets, workdir, samples=samples, has_verifier=True, bins=bins,
+                            solve_many=lambda pairs: solver.solve_many(pairs, job_for),
                             policy={"name": info["policy_name"], "file": info["policy"], "params": info["params"]},
-                            prm=info["verifier"], settings_for=plan, wait=wait, on_wait=say,
+                            prm=info["verifier"], settings_for=plan, files=files,
                             on_record=(lambda key, rec: on_record(key, rec, solver.in_flight)) if on_record else None)
     finally:
         solver.close()
