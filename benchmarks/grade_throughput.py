@@ -19,7 +19,7 @@ from pathlib import Path
 from tts_cli.bench import bench_raw_decode
 from tts_cli.engine import Model, gpu_offload_supported
 from tts_cli.engine.chat import few_shot_prompt
-from tts_cli.grading import answers_match
+from tts_cli.answers import answers_match
 from tts_cli.models import smollm2_path
 from tts_cli.search import Job, Scheduler, SearchConfig
 from tts_cli.search.scheduler import slots_needed

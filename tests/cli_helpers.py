@@ -7,6 +7,7 @@ import sys
 from typer.testing import CliRunner
 
 from tts_cli.cli import app
+from tts_cli.results import read_records  # noqa: F401 - the tests' way to read a results file
 
 runner = CliRunner()
 FAST = ["--max-steps", "2", "--max-step-tokens", "8", "--threads", "2"]
@@ -31,16 +32,22 @@ def grade_command(tmp_path, model, out, *, n, concurrency, step_tokens):
             "--threads", "1", "--concurrency", str(concurrency)]
 
 
-def interrupt_when_written(cmd, path, lines=1, timeout=120):
-    """Start `cmd`, send it Ctrl-C (SIGINT) once `path` holds `lines` lines; (return code, stderr)."""
+def record_lines(path) -> int:
+    """Records written so far to a results file (its lines, less the header)."""
+    return max(0, path.read_text().count("\n") - 1) if path.exists() else 0
+
+
+def interrupt_when_written(cmd, path, lines=1, timeout=120, sig=None):
+    """Start `cmd`, send it Ctrl-C (SIGINT, or `sig`) once `path` holds `lines` records; (return
+    code, stderr)."""
     import signal
     import subprocess
     import time
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     deadline = time.time() + timeout
-    while time.time() < deadline and not (path.exists() and path.read_text().count("\n") >= lines):
+    while time.time() < deadline and record_lines(path) < lines:
         time.sleep(0.02)
-    proc.send_signal(signal.SIGINT)
+    proc.send_signal(sig or signal.SIGINT)
     _, err = proc.communicate(timeout=timeout)
     return proc.returncode, err
 

@@ -12,7 +12,7 @@ import sys
 import numpy as np
 import pytest
 
-from cli_helpers import FAST, grade_command, interrupt_when_written, one_line_error, tts, write_jsonl
+from cli_helpers import FAST, grade_command, interrupt_when_written, one_line_error, read_records, tts, write_jsonl
 from tts_cli.difficulty import Bins
 from tts_cli.engine import Engine, Model
 from tts_cli.profile import Choice, Profile
@@ -180,7 +180,7 @@ def test_calibrate_from_the_cli_prefills_each_prompt_once_and_runs_cot_once(tiny
     tiny = Model(tiny_model)
     prefilled = {}
     for f in runs.glob("*.jsonl"):
-        for rec in map(json.loads, f.read_text().splitlines()):
+        for rec in read_records(f):
             prefilled[rec["id"]] = prefilled.get(rec["id"], 0) + rec["compute"]["policy"]["tokens_prefilled"]
     for row_id, rec in zip(sorted(prefilled), ARITH[:2]):
         prompt = tiny.tokenize(few_shot_prompt(rec["problem"]), add_special=True)
@@ -195,12 +195,12 @@ def test_ctrl_c_during_grade_keeps_finished_problems_and_rerun_resumes(tiny_mode
     cmd = grade_command(tmp_path, tiny_model, out, n=n, concurrency=2, step_tokens=40)
     returncode, err = interrupt_when_written(cmd, out)
     assert returncode == 130, err
-    kept = [json.loads(line) for line in out.read_text().splitlines()]
+    kept = read_records(out)
     assert 1 <= len(kept) < n, "the interrupt did not land mid-run"
     assert "rerun to resume" in err and "Traceback" not in err
     done = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr
-    records = [json.loads(line) for line in out.read_text().splitlines()]
+    records = read_records(out)
     assert sorted(r["line"] for r in records) == list(range(1, n + 1))
     assert records[: len(kept)] == kept
 

@@ -9,7 +9,7 @@ import time
 
 import pytest
 
-from cli_helpers import FAST, grade_command, one_line_error, tts, write_jsonl
+from cli_helpers import FAST, grade_command, one_line_error, read_records, record_lines, tts, write_jsonl
 
 
 def test_solve_json_has_the_documented_fields(tiny_model):
@@ -53,19 +53,20 @@ def test_grade_killed_then_resumed_leaves_each_problem_once(tiny_model, tmp_path
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.time() + 120
     while time.time() < deadline:
-        if out.exists() and out.read_text().count("\n") >= 2:
+        if record_lines(out) >= 2:
             break
         time.sleep(0.01)
     os.kill(proc.pid, signal.SIGKILL)
     proc.wait()
-    before = out.read_text().count("\n")
+    before = record_lines(out)
     assert 2 <= before < n, "the kill did not land mid-run"
     with open(out, "a") as f:  # as if the kill had come in the middle of a write
         f.write('{"id": "line-6", "torn')
     done = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr
-    records = [json.loads(l) for l in out.read_text().splitlines()]
+    records = read_records(out)
     assert sorted(r["line"] for r in records) == list(range(1, n + 1))
+    assert (tmp_path / "results.jsonl.torn").read_text() == '{"id": "line-6", "torn\n'  # moved aside, not erased
     assert all({"id", "problem", "reference", "answer", "correct", "strategy", "candidates", "compute"} <= set(r)
                for r in records)
     assert {r["line"]: r["reference"] for r in records}[1] == "1"
@@ -132,7 +133,7 @@ def test_skip_bad_records_bad_lines_and_goes_on(tmp_path, tiny_model):
     out = tmp_path / "o.jsonl"
     r = tts("grade", data, "--out", out, "--policy", tiny_model, "--strategy", "cot", "--skip-bad", *FAST)
     assert r.exit_code == 0, r.output
-    records = [json.loads(l) for l in out.read_text().splitlines()]
+    records = read_records(out)
     errors = {r["line"]: r["error"] for r in records if r.get("error")}
     assert "not valid JSON" in errors[2] and errors[3] == "empty problem text"
     assert len(records) == 3
@@ -150,10 +151,16 @@ def test_model_path_missing_or_not_gguf(tmp_path):
 
 
 @pytest.mark.parametrize("args,expected", [
-    (["--n", "0"], "n must be >= 1"),
+    (["--n", "0"], "--n: input should be greater than or equal to 1, got 0"),
     (["--strategy", "beam", "--n", "6", "--beam-width", "4"], "multiple of the beam width"),
     (["--strategy", "nope"], "--strategy"),
-    (["--aggregation", "median"], "aggregation"),
+    (["--aggregation", "median"], "--aggregation: input should be 'last', 'min', 'avg' or 'prod', got 'median'"),
+    (["--temperature", "nan"], "--temperature: input should be a finite number"),
+    (["--temperature", "inf"], "--temperature: input should be a finite number"),
+    (["--top-p", "nan"], "--top-p: input should be a finite number"),
+    (["--seed", "-2"], "--seed: input should be greater than or equal to -1"),
+    (["--threads", "0"], "--threads: input should be greater than or equal to 1"),
+    (["--context-per-path", "8"], "--context-per-path: input should be greater than or equal to 64"),
 ])
 def test_invalid_option_values(tiny_model, args, expected):
     one_line_error(tts("solve", "1+1", "--policy", tiny_model, *args), expected)

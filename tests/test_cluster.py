@@ -17,8 +17,8 @@ from pathlib import Path
 
 import pytest
 
-from cli_helpers import write_jsonl
-from tts_cli.cluster import LOCAL, normalize_ray_args
+from cli_helpers import read_records, record_lines, write_jsonl
+from tts_cli.cli_options import LOCAL, normalize_argv as normalize_ray_args
 
 pytest.importorskip("ray", reason="the [ray] extra (CI installs it with [test])")
 
@@ -42,7 +42,7 @@ def run(cmd, env=None, timeout=300):
 
 
 def records(path: Path) -> list[dict]:
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    return read_records(path)
 
 
 def assert_each_once(path: Path, n: int) -> list[dict]:
@@ -232,7 +232,7 @@ def start_until_written(cmd, out: Path, lines: int, **popen) -> subprocess.Popen
     """Start `cmd` and return once `out` holds `lines` records."""
     proc = subprocess.Popen(cmd, **popen)
     deadline = time.time() + 240
-    while time.time() < deadline and not (out.exists() and out.read_text().count("\n") >= lines):
+    while time.time() < deadline and record_lines(out) < lines:
         time.sleep(0.05)
     return proc
 
@@ -282,10 +282,11 @@ def test_driver_killed_then_rerun_resumes_on_the_cluster(tiny_model, tmp_path, c
 POISON_SCRIPT = '''
 import os, sys
 from pathlib import Path
-from tts_cli.settings import effective_settings, search_config
+from tts_cli.settings import build_run
 from tts_cli.cluster import RaySolver, Worker
 from tts_cli.datasets import read_problems
 from tts_cli.grade import grade_runs
+from tts_cli.results import ResultsFile
 
 class DiesOnBoom(Worker):
     """A worker whose process dies whenever it is handed the problem that says boom."""
@@ -295,13 +296,14 @@ class DiesOnBoom(Worker):
         super().submit(unit, items)
 
 data, out, model = map(Path, sys.argv[1:4])
-settings = effective_settings(None, {"policy": str(model), "strategy": "majority", "n": 2, "max_steps": 4,
-                                     "max_step_tokens": 8, "threads": 1})
-plan = (settings["strategy"], search_config(settings))
-solver = RaySolver("local", settings, [plan], 2, workers=2, worker_class=DiesOnBoom, on_status=print)
+settings = build_run(None, {"policy": str(model), "strategy": "majority", "n": 2, "max_steps": 4,
+                            "max_step_tokens": 8, "threads": 1})
+plan = (settings.strategy, settings.search)
+solver = RaySolver("local", settings.models, [plan], 2, workers=2, worker_class=DiesOnBoom, on_status=print)
 try:
     problems, _ = read_problems(data)
-    summary = grade_runs(problems, {"": out}, lambda pairs: solver.solve_many(pairs, lambda key: plan))[""]
+    files = {"": ResultsFile(out, {"strategy": "majority"})}
+    summary = grade_runs(problems, files, lambda pairs: solver.solve_many(pairs, lambda key: plan))[""]
 finally:
     solver.close()
 print("replacements left", solver.replacements_left)

@@ -241,19 +241,22 @@ def test_one_context_limit_for_prompts_extensions_and_tokens(tiny_model):
 def test_ctrl_c_inside_a_llama_cpp_log_callback_is_not_lost(tiny_model):
     """llama.cpp logs through a Python callback on every graph it builds; a KeyboardInterrupt
     raised inside it would be swallowed by ctypes (seen: a Ctrl-C'd grade ran to the end). It is
-    deferred to the end of the C call instead."""
+    deferred to the end of the C call instead; so is SIGTERM, which stops a run the same way."""
     import signal
 
-    from tts_cli.engine import Model, llamacpp
+    from tts_cli.engine import Model, Terminated, llamacpp
     Model(tiny_model).close()  # the backend is initialised, the handler installed
-    assert signal.getsignal(signal.SIGINT) is llamacpp._on_sigint
+    assert signal.getsignal(signal.SIGINT) is llamacpp._on_signal
 
     class InsideTheCallback:
         f_code = llamacpp._log_to_stderr.__code__
 
-    llamacpp._on_sigint(signal.SIGINT, InsideTheCallback())  # no raise inside the callback...
+    llamacpp._on_signal(signal.SIGINT, InsideTheCallback())  # no raise inside the callback...
     with pytest.raises(KeyboardInterrupt):
         llamacpp.check_interrupt()  # ...but right after the C call returns
     llamacpp.check_interrupt()  # once
     with pytest.raises(KeyboardInterrupt):
-        llamacpp._on_sigint(signal.SIGINT, None)  # anywhere else: at once, as Python's own handler
+        llamacpp._on_signal(signal.SIGINT, None)  # anywhere else: at once, as Python's own handler
+    llamacpp._on_signal(signal.SIGTERM, InsideTheCallback())
+    with pytest.raises(Terminated):
+        llamacpp.check_interrupt()

@@ -8,6 +8,8 @@ from pathlib import Path
 
 import pytest
 
+from cli_helpers import read_records
+
 REPO = Path(__file__).resolve().parent.parent
 
 
@@ -25,8 +27,8 @@ def test_the_package_reads_the_top_level_registry_and_the_wheel_ships_it(tmp_pat
 
 
 HOLD = ("import sys, time\n"
-        "from tts_cli.grade import ResultsFile\n"
-        "f = ResultsFile(sys.argv[1])\n"
+        "from tts_cli.results import ResultsFile\n"
+        "f = ResultsFile(sys.argv[1], {'strategy': 'cot'})\n"
         "print('held', flush=True)\n"
         "time.sleep(float(sys.argv[2]))\n")
 
@@ -78,7 +80,7 @@ def test_wait_starts_when_the_other_run_ends(tiny_model, tmp_path):
     holder.wait()
     assert r.returncode == 0, r.stderr
     assert f"in use by another tts run (process {holder.pid}); waiting" in " ".join(r.stderr.split())
-    assert len(out.read_text().splitlines()) == 1
+    assert len(read_records(out)) == 1
 
 
 RAISES = "{{ raise_exception('this template refuses everything') }}"
@@ -112,7 +114,7 @@ def test_a_template_that_raises_is_one_line_naming_the_model_and_grade_keeps_not
     r = tts("grade", data, "--out", out, "--policy", templated["raises"], "--strategy", "cot", "--prompt",
             "few-shot", *FAST)
     assert r.exit_code == 0, r.output
-    assert len(out.read_text().splitlines()) == 3
+    assert len(read_records(out)) == 3
 
 
 def test_a_template_reaching_for_python_internals_stays_in_the_sandbox(templated, tmp_path, monkeypatch):
@@ -146,7 +148,7 @@ def test_a_template_that_rejects_the_system_role_gets_it_folded_into_the_user_me
     ("Thus the answer is: 3/4\n", "3/4"),
 ])
 def test_a_fallback_answer_is_a_number_or_an_expression_or_nothing(text, answer):
-    from tts_cli.grading import extract_answer
+    from tts_cli.answers import extract_answer
     got = extract_answer(text)
     assert got.answer == answer
     if answer is not None:
@@ -158,10 +160,11 @@ def test_greedy_cot_does_not_depend_on_the_budget_of_the_command(smollm2):
     """cot_n4 and cot_n8 of a calibration once scored differently: greedy CoT must give the same
     path whatever N the engine was sized for and whatever else shares it."""
     from tts_cli.search import SearchConfig
+    from tts_cli.settings import ModelSettings
     from tts_cli.solver import Session
     texts = []
     for n, concurrency in ((1, 1), (4, 1), (8, 2), (16, 3)):
-        session = Session({"policy": str(smollm2), "strategy": "cot", "threads": 2})
+        session = Session(ModelSettings(policy=str(smollm2), threads=2))
         cfg = SearchConfig(n=n, max_steps=2, max_step_tokens=16, prompt="few-shot")
         scheduler = session.open([("cot", cfg), ("majority", cfg)], concurrency)
         try:

@@ -7,7 +7,7 @@ import json
 import numpy as np
 import pytest
 
-from cli_helpers import interrupt_when_written, one_line_error, tts, write_jsonl
+from cli_helpers import interrupt_when_written, one_line_error, read_records, tts, write_jsonl
 from fake_engine import FakeEngine
 from tts_cli.datasets import Problem
 from tts_cli.search import Job, Scheduler, SearchConfig
@@ -70,7 +70,7 @@ def test_rollouts_are_appended_per_problem_and_a_rerun_does_only_the_rest(tmp_pa
     recs, skipped = collect_rollouts(problems, path, Scheduler(engine, None), SearchConfig(), samples=2, rollouts=1)
     assert skipped == 2 and sorted(r["id"] for r in recs) == ["p0", "p1", "p2"]
     assert {s.prompt.endswith("problem 2\nAnswer:") for s in engine.started} == {True}  # only the new one ran
-    lines = [json.loads(x) for x in path.read_text().splitlines()]
+    lines = read_records(path)
     assert len(lines) == 3 and lines[2]["samples"][1]["reached"] == [1, 0]
 
 
@@ -148,7 +148,7 @@ def test_train_prm_end_to_end_on_the_tiny_model(tmp_path, tiny_model):
     assert r.exit_code == 2 and "Traceback" not in r.output
     last = r.stderr.strip().splitlines()[-1]
     assert last.startswith("error:") and "same label" in last
-    first = [json.loads(x) for x in (tmp_path / "first" / "rollouts.jsonl").read_text().splitlines()]
+    first = read_records(tmp_path / "first" / "rollouts.jsonl")
     assert sorted(rec["id"] for rec in first) == [f"t{i}" for i in range(6)]
     # The same problems with each one's first sample's answer as the reference: the same seed
     # samples the same solutions, so some samples are right and others wrong.
@@ -158,7 +158,7 @@ def test_train_prm_end_to_end_on_the_tiny_model(tmp_path, tiny_model):
     data = write_jsonl(tmp_path / "train.jsonl", rows)
     r = _train(data, tiny_model, tmp_path / "second", "tiny-prm", "--rollouts", "1")
     assert r.exit_code == 0, r.output
-    second = [json.loads(x) for x in (tmp_path / "second" / "rollouts.jsonl").read_text().splitlines()]
+    second = read_records(tmp_path / "second" / "rollouts.jsonl")
     for rec in second:
         assert rec["samples"][0]["correct"] and rec["samples"][0]["reached"][-1] == 1
     report = json.loads((tmp_path / "second" / "report.json").read_text())
@@ -172,13 +172,13 @@ def test_train_prm_end_to_end_on_the_tiny_model(tmp_path, tiny_model):
     g = tts("grade", data, "--out", out, "--policy", tiny_model, "--strategy", "best-of-n", "--n", "2",
             "--prm", "tiny-prm", "--max-steps", "2", "--max-step-tokens", "6", "--threads", "2", "--limit", "2")
     assert g.exit_code == 0, g.output
-    for rec in map(json.loads, out.read_text().splitlines()):
+    for rec in read_records(out):
         assert rec["verifier"] == "tiny-prm"
         assert all(0.0 <= c["score"] <= 1.0 for c in rec["candidates"])
     # A rerun resumes: nothing is rolled out or read again.
     again = _train(data, tiny_model, tmp_path / "second", "tiny-prm", "--rollouts", "1")
     assert again.exit_code == 0 and "0 tokens" in again.output
-    assert (tmp_path / "second" / "rollouts.jsonl").read_text().count("\n") == 6
+    assert len(read_records(tmp_path / "second" / "rollouts.jsonl")) == 6
 
 
 def test_train_prm_bad_input_gives_one_line(tmp_path, tiny_model):
@@ -199,7 +199,7 @@ def test_train_prm_on_smollm2_then_best_of_n_scores_with_it(tmp_path, smollm2):
             "--prompt", "few-shot", "--max-steps", "3", "--max-step-tokens", "32", "--temperature", "0.7",
             "--threads", "2")
     assert r.exit_code == 0, r.output
-    recs = [json.loads(x) for x in (tmp_path / "prm" / "rollouts.jsonl").read_text().splitlines()]
+    recs = read_records(tmp_path / "prm" / "rollouts.jsonl")
     samples = [s for rec in recs for s in rec["samples"]]
     assert any(s["correct"] for s in samples) and not all(s["correct"] for s in samples)
     # labels from real rollouts: 2 completions + the sample's own per non-final step
@@ -224,11 +224,11 @@ def test_ctrl_c_during_rollouts_keeps_finished_problems_and_rerun_resumes(tmp_pa
     returncode, err = interrupt_when_written(cmd, rollouts)
     assert returncode == 130, err
     assert "rerun" in err and "Traceback" not in err
-    kept = [json.loads(x) for x in rollouts.read_text().splitlines()]
+    kept = read_records(rollouts)
     assert 1 <= len(kept) < n, "the interrupt did not land mid-run"
     # The rerun rolls out only the rest (its answers are hard to get right: it may end with the
     # one-label error, which is fine here), and every problem is there once.
     subprocess.run(cmd, capture_output=True, text=True, timeout=300)
-    records = [json.loads(x) for x in rollouts.read_text().splitlines()]
+    records = read_records(rollouts)
     assert sorted(r["id"] for r in records) == sorted(f"q{i}" for i in range(n))
     assert records[: len(kept)] == kept

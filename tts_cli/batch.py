@@ -1,5 +1,7 @@
-"""The batch commands' runs (grade, compare, calibrate): their results files locked, their
-searches opened on this machine or on Ray workers, every problem graded under every run.
+"""The batch commands' runs (grade, compare, calibrate): the problems read, every run's results
+file opened and checked against the run's configuration (before any model loads), the searches
+opened on this machine or on Ray workers, every problem graded under every run, and everything
+closed again.
 
 A run is a setting with its own results file; all runs of a command share one stream of
 searches (one scheduler, or one queue of Ray workers), problem by problem.
@@ -7,73 +9,146 @@ searches (one scheduler, or one queue of Ray workers), problem by problem.
 
 from __future__ import annotations
 
+from contextlib import contextmanager
+from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Iterator
 
-from .datasets import read_problems
-from .grade import GradeSummary, grade_runs, open_results
-from .search import USES_VERIFIER
-from .settings import SettingsError, check_writable, search_config
+from .datasets import BadLine, Problem, read_all_problems
+from .grade import GradeSummary, grade_runs
+from .results import ResultsError, ResultsFile, open_results, read_header
+from .settings import DRAW_SEED, BatchSettings, ModelSettings, RunSettings, SettingsError, draw_seed, with_seed
 
 Say = Callable[[str], None]
 
 
-def open_solver(settings: dict, plans: list, concurrency: int | None, ray: str | None = None,
-                workers: int | None = None, say: Say | None = None):
-    """The searches of a batch command: solver.LocalSolver, or cluster.RaySolver with `ray`
-    (an address, or "local")."""
-    if ray is None:
-        if workers is not None:
+@dataclass
+class Run:
+    """One setting graded into its own results file."""
+
+    path: Path
+    settings: RunSettings
+    label: str = ""
+
+
+@dataclass
+class ProblemSet:
+    data: Path
+    problems: list[Problem]  # the ones to solve (--limit applied)
+    bad: list[BadLine]
+    keys: set[str]  # every problem key of the file: records of other keys belong to no problem of it
+
+
+def read_problem_set(data: Path, batch: BatchSettings, require_answer: bool = True) -> ProblemSet:
+    problems, bad = read_all_problems(data, problem_key=batch.problem_key, answer_key=batch.answer_key,
+                                      skip_bad=batch.skip_bad, require_answer=require_answer)
+    keys = {p.key for p in problems}
+    if batch.limit is not None and len(problems) > batch.limit:
+        problems = problems[:batch.limit]
+        bad = [b for b in bad if b.line < problems[-1].line]
+    return ProblemSet(data, problems, bad, keys)
+
+
+def resolve_seeds(runs: dict[str, Run], say: Say | None = None) -> dict[str, Run]:
+    """--seed -1: a run resuming a file takes the seed its header recorded; the others share one
+    freshly drawn seed (said, and recorded in their headers)."""
+    drawn = None
+    out = {}
+    for key, run in runs.items():
+        if run.settings.search.seed != DRAW_SEED:
+            out[key] = run
+            continue
+        header = read_header(run.path)
+        recorded = ((header or {}).get("run") or {}).get("seed")
+        if isinstance(recorded, int) and recorded >= 0:
+            out[key] = replace(run, settings=with_seed(run.settings, recorded))
+            continue
+        if drawn is None:
+            drawn = draw_seed()
+            if say:
+                say(f"seed: drew {drawn} (recorded with the results; --seed {drawn} repeats the run)")
+        out[key] = replace(run, settings=with_seed(run.settings, drawn))
+    return out
+
+
+def models_of(runs: dict[str, Run]) -> ModelSettings:
+    """The models every run of one command shares (one solver serves them all)."""
+    first = next(iter(runs.values())).settings.models
+    return first
+
+
+def open_solver(session, plans: list, batch: BatchSettings, say: Say | None = None):
+    """The searches of a batch command: solver.LocalSolver, or cluster.RaySolver with --ray."""
+    if batch.ray is None:
+        if batch.workers is not None:
             raise SettingsError("--workers goes with --ray")
         from .solver import LocalSolver
-        solver = LocalSolver(settings, plans, concurrency)
+        solver = LocalSolver(session, plans, batch.concurrency_value())
     else:
         from .cluster import RaySolver
-        solver = RaySolver(ray, settings, plans, concurrency, workers, on_status=say)
+        solver = RaySolver(batch.ray, session.models, plans, batch.concurrency_value(), batch.workers,
+                           registry=session.registry, on_status=say)
     if say:
         say(solver.describe())
     return solver
 
 
-def solver_settings(runs_settings: list[dict]) -> dict:
-    """The settings a solver opens its models with: the first run's, as a verifier-using
-    strategy if any run scores steps (so that the verifier is opened)."""
-    first = runs_settings[0]
-    uses = any(s["strategy"] in USES_VERIFIER for s in runs_settings)
-    return {**first, "strategy": "auto" if uses else first["strategy"]}
-
-
-def run_grade(data: Path, runs: dict[str, tuple[Path, dict]], *, problem_key=None, answer_key=None, limit=None,
-              skip_bad=False, concurrency: int | None = None, ray: str | None = None, workers: int | None = None,
-              wait: bool = False, progress=None, say: Say | None = None) -> dict[str, GradeSummary]:
-    """Grade the data set under each run (key -> (results path, settings)); returns key ->
-    GradeSummary. The results files are locked before any model loads. `progress` (optional):
-    render.GradeProgress or anything with its methods."""
-    problems, bad = read_problems(data, problem_key=problem_key, answer_key=answer_key, limit=limit,
-                                  skip_bad=skip_bad)
-    plans = {key: (settings["strategy"], search_config(settings)) for key, (_, settings) in runs.items()}
-    for path, _ in runs.values():
-        check_writable(path)
-    files = open_results({key: path for key, (path, _) in runs.items()}, wait, on_wait=say)
+@contextmanager
+def open_runs(runs: dict[str, Run], batch: BatchSettings, problem_set: ProblemSet, *, inputs: tuple = (),
+              kind: str = "grade", say: Say | None = None, plans: list | None = None) -> Iterator[tuple[dict[str, ResultsFile], object, dict]]:
+    """The runs' results files, opened, locked and checked against each run's configuration,
+    then the solver that runs their searches (plus `plans`, (strategy, config) pairs it must
+    also fit); both closed at the end. Yields (files, solver, runs: the runs with --seed -1
+    resolved). A file that cannot be used stops the command before any model loads."""
+    from .solver import Session
+    runs = resolve_seeds(runs, say)
+    session = Session(models_of(runs), lenient=batch.ray is not None)
+    identities = {key: (run.path, session.identity(run.settings.strategy, run.settings.search))
+                  for key, run in runs.items()}
+    files = open_results(identities, kind=kind, restart=batch.restart, wait=batch.wait, on_wait=say, say=say,
+                         inputs=(problem_set.data, *inputs))
+    solver = None
     try:
-        solver = open_solver(solver_settings([s for _, s in runs.values()]), list(plans.values()), concurrency,
-                             ray, workers, say)
-    except BaseException:
+        check_belongs(files, problem_set)
+        every = [(r.settings.strategy, r.settings.search) for r in runs.values()] + list(plans or [])
+        solver = open_solver(session, every, batch, say)
+        yield files, solver, runs
+    finally:
         for f in files.values():
             f.close()
-        raise
+        if solver is not None:
+            solver.close()
+
+
+def check_belongs(files: dict[str, ResultsFile], problem_set: ProblemSet) -> None:
+    """A results file none of whose records is a problem of this data file is another data set's:
+    refused (its summary would be that data set's)."""
+    known = problem_set.keys | {b.key for b in problem_set.bad}
+    for f in files.values():
+        if f.latest and not any(k in known for k in f.latest):
+            raise ResultsError(f"{f.path}: none of its {len(f.latest)} records is a problem of {problem_set.data}; "
+                               "it holds another data set's results (use another --out)")
+
+
+def run_grade(data: Path, runs: dict[str, Run], batch: BatchSettings, *, progress=None,
+              say: Say | None = None, inputs: tuple = ()) -> dict[str, GradeSummary]:
+    """Grade the data set under each run; returns key -> GradeSummary. `progress` (optional):
+    render.GradeProgress or anything with its methods."""
+    problem_set = read_problem_set(data, batch)
     progress = progress or _NoProgress()
-    try:
+    with open_runs(runs, batch, problem_set, inputs=inputs, say=say) as (files, solver, runs):
+        plans = {key: (run.settings.strategy, run.settings.search) for key, run in runs.items()}
         with progress:
-            for key in runs:
+            for key, run in runs.items():
                 strategy, cfg = plans[key]
-                label = key or (strategy if strategy == "cot" else f"{strategy} N={cfg.n}")
-                progress.add(key, label, len(problems), files[key].records)
-            return grade_runs(problems, files, lambda pairs: solver.solve_many(pairs, plans.__getitem__),
-                              bad_lines=bad, on_record=lambda key, rec: progress.record(key, rec, solver.in_flight),
+                label = run.label or (strategy if strategy == "cot" else f"{strategy} N={cfg.n}")
+                latest = files[key].latest
+                progress.add(key, label, len(problem_set.problems),
+                             [latest[p.key] for p in problem_set.problems if p.key in latest])
+            return grade_runs(problem_set.problems, files, lambda pairs: solver.solve_many(pairs, plans.__getitem__),
+                              bad_lines=problem_set.bad, retry_errors=batch.retry_errors, known_keys=problem_set.keys,
+                              on_record=lambda key, rec: progress.record(key, rec, solver.in_flight),
                               on_skip=progress.skip)
-    finally:
-        solver.close()
 
 
 class _NoProgress:
@@ -87,3 +162,7 @@ class _NoProgress:
         pass
 
     record = skip = add
+
+
+__all__ = ["ProblemSet", "Run", "check_belongs", "open_runs", "open_solver", "read_problem_set", "resolve_seeds",
+           "run_grade"]

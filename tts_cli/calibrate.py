@@ -14,11 +14,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterable, Iterator
 
+from .answers import answers_match
 from .datasets import Problem
 from .difficulty import BIN_NAMES, Bins
-from .grade import any_candidate_correct, grade_runs, open_results
-from .grading import answers_match
+from .grade import any_candidate_correct, grade_runs
 from .profile import Choice, Profile
+from .results import open_results
 
 
 @dataclass(frozen=True)
@@ -92,26 +93,30 @@ def calibrate(problems: list[Problem], budgets: list[int], workdir: Path, *,
               solve_many: Callable[[Iterable[tuple[Setting, Problem]]], Iterator[tuple[tuple[Setting, Problem], object]]],
               samples: int, has_verifier: bool, bins: Bins = Bins(), policy: dict, prm: str | None,
               settings_for: Callable[[int], list[Setting]] | None = None,
-              on_record: Callable[[str, dict], None] | None = None, files: dict | None = None) -> Profile:
+              on_record: Callable[[str, dict], None] | None = None, files: dict | None = None,
+              known_keys: set[str] | None = None) -> Profile:
     """Grade the difficulty run and every setting on every problem, then choose per bin and
     budget. All of it is one stream of searches, problem by problem: a problem's prompt is
     prefilled once for every setting, and greedy CoT (which does not depend on N) runs once.
     `solve_many` runs (setting, problem) pairs (the difficulty run is majority with N=samples)
     and yields their results as they end. `files`: the runs' results files already opened
-    (grade.open_results on run_files), else they are opened here."""
+    (results.open_results on run_files, with each run's configuration), else they are opened
+    here, each run's configuration being its setting's key."""
     plan = calibration_plan(budgets, samples, settings_for or (
         lambda b: candidate_settings(b, has_verifier=has_verifier)))
-    runs = files or run_files(plan, workdir)
+    runs = files or open_results({k: (path, {"setting": plan[k].key}) for k, path in run_files(plan, workdir).items()})
 
     def solve_keys(pairs):
         for (setting, problem), out in solve_many((plan[k], p) for k, p in pairs):
             yield (setting.key if setting is not plan[DIFFICULTY] else DIFFICULTY, problem), out
 
-    summaries = grade_runs(problems, runs, solve_keys, on_record=on_record)
-    if any(s.interrupted for s in summaries.values()):
-        raise KeyboardInterrupt
-    difficulty = {(r.get("id"), r.get("line")): sampled_pass_at_1(r) for r in summaries[DIFFICULTY].records}
-    bin_of = {(p.id, p.line): bins.of(difficulty.get((p.id, p.line), 0.0)) for p in problems}
+    summaries = grade_runs(problems, runs, solve_keys, on_record=on_record, known_keys=known_keys)
+    how = next((s.interrupted for s in summaries.values() if s.interrupted), None)
+    if how:
+        from .engine import Terminated
+        raise Terminated() if how == "terminated" else KeyboardInterrupt()
+    difficulty = {r.get("key"): sampled_pass_at_1(r) for r in summaries[DIFFICULTY].records}
+    bin_of = {p.key: bins.of(difficulty.get(p.key, 0.0)) for p in problems}
     measured = [(plan[k], summaries[k].records) for k in plan if k != DIFFICULTY]
 
     choices = []
@@ -121,7 +126,7 @@ def calibrate(problems: list[Problem], budgets: list[int], workdir: Path, *,
             for setting, records in measured:
                 if setting.n != budget and setting.strategy != "cot":  # CoT is the same at any budget
                     continue
-                rs = [r for r in records if bin_of.get((r.get("id"), r.get("line"))) == b and not r.get("error")]
+                rs = [r for r in records if bin_of.get(r.get("key")) == b and not r.get("error")]
                 if not rs:
                     continue
                 acc = sum(bool(r.get("correct")) for r in rs) / len(rs)
@@ -165,57 +170,49 @@ def sampled_pass_at_1(record: dict) -> float:
     return sum(answers_match(c.get("answer"), ref) for c in cands) / len(cands)
 
 
-def calibrate_file(problems: list[Problem], out: Path, settings: dict, budgets: list[int], *, samples: int,
+def calibrate_file(problem_set, out: Path, settings, batch, budgets: list[int], *, samples: int,
                    beam_widths: list[int], aggregations: list[str], temperatures: list, bins: Bins,
-                   concurrency: int | None = None, ray: str | None = None, workers: int | None = None,
-                   wait: bool = False, say: Callable[[str], None] | None = None,
+                   say: Callable[[str], None] | None = None,
                    on_record: Callable[[str, dict, str], None] | None = None):
     """`tts calibrate`: measure every setting on the problems (resumably, in OUT.runs/), write
     the profile to `out` and where `--strategy auto` finds it for this policy and verifier.
-    Returns (profile, solver info, saved path). on_record(key, record, in flight)."""
+    settings: the run's RunSettings (its search values are the base of every setting);
+    batch: BatchSettings. Returns (profile, solver info, saved path). on_record(key, record,
+    in flight)."""
     import time
-    from dataclasses import replace
 
-    from .batch import open_solver
+    from .batch import Run, open_runs
     from .profile import saved_profile_path
-    from .settings import search_config
-    for a in aggregations:  # bad values fail before any model loads
-        search_config({**settings, "aggregation": a})
-    for t in temperatures:
-        if t is not None:
-            search_config({**settings, "temperature": t})
 
-    def plan(budget):
+    def plan_for(budget):
         return candidate_settings(budget, has_verifier=True, beam_widths=beam_widths, aggregations=aggregations,
                                   temperatures=temperatures)
 
-    def job_for(setting):
-        cfg = replace(search_config(settings), **{k: v for k, v in setting.overrides().items() if k != "strategy"})
-        cfg.validate(setting.strategy)
-        return setting.strategy, cfg
+    def run_settings(setting: Setting):  # validated: a bad --aggregations value fails before any model loads
+        return settings.but(setting.strategy, **{k: v for k, v in setting.overrides().items() if k != "strategy"})
 
-    every = [s for b in budgets for s in plan(b)] + [candidate_settings(samples, has_verifier=False)[1]]
+    plan = calibration_plan(budgets, samples, plan_for)
     workdir = out.parent / (out.name + ".runs")
-    # the run files first: a calibration another run holds stops before loading models
-    files = open_results(run_files(calibration_plan(budgets, samples, plan), workdir), wait, on_wait=say)
-    try:
-        # "auto" opens the verifier as a PRM strategy would
-        solver = open_solver({**settings, "strategy": "auto"}, [job_for(s) for s in every], concurrency, ray,
-                             workers, say)
-    except BaseException:
-        for f in files.values():
-            f.close()
-        raise
-    info = solver.info()
-    t0 = time.perf_counter()
-    try:
-        profile = calibrate(problems, budgets, workdir, samples=samples, has_verifier=True, bins=bins,
+    paths = run_files(plan, workdir)
+    runs = {key: Run(paths[key], run_settings(setting)) for key, setting in plan.items()}
+    # every setting a profile may choose must fit the engines, the ones already measured too
+    extra = [(r.strategy, r.search) for r in (run_settings(s) for b in budgets for s in plan_for(b))]
+    # "auto": the verifier is opened as a PRM strategy would
+    extra.append(("auto", settings.search))
+    with open_runs(runs, batch, problem_set, say=say, plans=extra) as (files, solver, runs):
+        key_of = {setting: key for key, setting in plan.items()}
+
+        def job_for(setting):
+            run = runs[key_of[setting]]
+            return run.settings.strategy, run.settings.search
+
+        info = solver.info()
+        t0 = time.perf_counter()
+        profile = calibrate(problem_set.problems, budgets, workdir, samples=samples, has_verifier=True, bins=bins,
                             solve_many=lambda pairs: solver.solve_many(pairs, job_for),
                             policy={"name": info["policy_name"], "file": info["policy"], "params": info["params"]},
-                            prm=info["verifier"], settings_for=plan, files=files,
+                            prm=info["verifier"], settings_for=plan_for, files=files, known_keys=problem_set.keys,
                             on_record=(lambda key, rec: on_record(key, rec, solver.in_flight)) if on_record else None)
-    finally:
-        solver.close()
     profile.meta.update(seconds=round(time.perf_counter() - t0, 1), samples=samples, difficulty_run=DIFFICULTY)
     profile.save(out)
     saved = saved_profile_path(info["policy"], info["verifier"])

@@ -12,17 +12,17 @@ from typing import Optional
 import typer
 from rich.console import Console
 
-from .cli_options import BATCH, RUN, SEARCH, pick, with_options
-from .cluster import ClusterError, normalize_ray_args
+from .cli_options import BATCH, CONFIG, MODELS, PATHS, SEARCH, STRATEGY, normalize_argv, pick, with_options, without
+from .cluster import ClusterError
 from .datasets import DataError
 from .engine import EngineError
 from .engine.chat import ChatTemplateError
-from .grade import ResultsError
 from .profile import ProfileError
 from .registry import RegistryError
+from .results import ResultsError
 from .search import ConfigError
-from .settings import (STRATEGY_NAMES, SettingsError, collect_flags, effective_settings, parse_concurrency,
-                       parse_float_list, parse_int_list, parse_names, search_config)
+from .settings import (STRATEGY_NAMES, SettingsError, build_batch, build_run, parse_float_list, parse_int_list,
+                       parse_names)
 from .train_prm import TrainingError
 
 app = typer.Typer(add_completion=False, no_args_is_help=True,
@@ -53,9 +53,14 @@ def say(text: str) -> None:
     err_console.print(text, highlight=False, markup=False)
 
 
-def interrupted(where: str) -> None:
-    err_console.print(f"interrupted: {where}; rerun to resume", highlight=False)
-    raise typer.Exit(130)
+def interrupted(where: str, how: str | BaseException = "interrupted") -> None:
+    """Ctrl-C (exit 130) or SIGTERM ("terminated", exit 143): finished work is kept. `how`: the
+    word, or the KeyboardInterrupt caught (engine.Terminated for SIGTERM)."""
+    if isinstance(how, BaseException):
+        from .engine import Terminated
+        how = "terminated" if isinstance(how, Terminated) else "interrupted"
+    err_console.print(f"{how}: {where}; rerun to resume", highlight=False)
+    raise typer.Exit(143 if how == "terminated" else 130)
 
 
 @app.command()
@@ -102,7 +107,7 @@ def bench(
 
 
 @app.command()
-@with_options(RUN, SEARCH)
+@with_options(CONFIG, STRATEGY, SEARCH, MODELS)
 def solve(
     problem: Optional[str] = typer.Argument(None, help="The problem text; or use --file."),
     file: Optional[str] = typer.Option(None, "--file", "-f", help="Read the problem from a file ('-' for stdin)."),
@@ -115,28 +120,32 @@ def solve(
 
     Examples:
       tts solve "What is 15 + 27?"
-      tts solve --strategy beam --n 16 --prm judge "Find x if 2x + 3 = 11."
+      tts solve --strategy beam --n 16 --prm confidence "Find x if 2x + 3 = 11."
       tts solve --file problem.txt --config recipes/beam-n16.yaml --json
       tts solve --strategy dvts --n 16 --tree "What is 7 * 8?"
     """
     from .live import LiveView, render_tree, result_panel
-    from .settings import read_problem_text
+    from .settings import DRAW_SEED, draw_seed, read_problem_text, with_seed
     from .solver import solve_text
     try:
-        settings = effective_settings(opts["config"], collect_flags(opts))
-        cfg = search_config(settings)
+        settings = build_run(opts["config"], opts)
+        if settings.search.seed == DRAW_SEED:
+            settings = with_seed(settings, draw_seed())
+            if not as_json:
+                say(f"seed: drew {settings.search.seed} (--seed {settings.search.seed} repeats this search)")
         text = read_problem_text(problem, file)
-        title = f"{settings['strategy']} N={cfg.n}"
+        title = f"{settings.strategy} N={settings.search.n}"
         if console.is_terminal and not no_live and not as_json:
             from rich.live import Live  # transient: the view cut to the terminal goes; --tree prints it all
             with Live(console=console, refresh_per_second=8, transient=True) as live:
-                result = solve_text(settings, cfg, text, LiveView(live, title))
+                result = solve_text(settings, text, LiveView(live, title))
         else:
-            result = solve_text(settings, cfg, text)
+            result = solve_text(settings, text)
     except USER_ERRORS as e:
         fail(str(e))
     if as_json:
-        print(json.dumps(result.as_dict(), ensure_ascii=False))
+        from .results import json_line
+        print(json_line(result.as_dict()), end="")
         return
     if tree:
         console.print(render_tree(result.tree, title, width=console.size.width))
@@ -144,43 +153,43 @@ def solve(
 
 
 @app.command()
-@with_options(RUN, SEARCH, BATCH)
+@with_options(CONFIG, STRATEGY, SEARCH, MODELS, BATCH)
 def grade(
     data: Path = typer.Argument(..., help="JSONL problem set (MATH-500, AIME24, GSM8K, or --problem-key/--answer-key)."),
     out: Path = typer.Option(..., "--out", "-o", help="Results JSONL; rerunning with the same file resumes."),
-    skip_bad: bool = typer.Option(False, "--skip-bad", help="Record malformed lines as errors and go on."),
     **opts,
 ):
     """Grade a JSONL problem set; one result line per problem, appended as each finishes.
 
     Examples:
-      tts grade ../shared/data/gsm8k_test.jsonl --out cot.jsonl --strategy cot --limit 20
+      tts grade benchmarks/data/arith-test.jsonl --out runs/cot.jsonl --strategy cot --prompt few-shot --limit 20
       tts grade math500.jsonl --out beam16.jsonl --config recipes/beam-n16.yaml --concurrency 8
       tts grade math500.jsonl --out beam16.jsonl --strategy beam --n 16 --ray 10.0.0.1:6379
     """
+    from .batch import Run
     from .render import grade_summary
     try:
-        settings = effective_settings(opts["config"], collect_flags(opts))
-        summary = run_batch(data, {"": (out, settings)}, opts, skip_bad=skip_bad)[""]
+        settings = build_run(opts["config"], opts)
+        summary = run_batch(data, {"": Run(out, settings)}, opts)[""]
     except USER_ERRORS as e:
         fail(str(e))
     grade_summary(console, summary, out)
     if summary.interrupted:
-        interrupted(f"{len(summary.records)} finished problems are in {out}")
+        interrupted(f"{summary.written} new records this run, {len(summary.records)} of this data set's problems "
+                    f"in all, are in {out}", summary.interrupted)
 
 
-def run_batch(data: Path, runs: dict, opts: dict, skip_bad: bool = False) -> dict:
+def run_batch(data: Path, runs: dict, opts: dict) -> dict:
     """batch.run_grade with the shared flags, a progress bar, and status lines on stderr."""
     from .batch import run_grade
     from .render import GradeProgress
-    return run_grade(data, runs, problem_key=opts["problem_key"], answer_key=opts["answer_key"],
-                     limit=opts["limit"], skip_bad=skip_bad, concurrency=parse_concurrency(opts["concurrency"]),
-                     ray=opts["ray"], workers=opts["workers"], wait=opts["wait"],
-                     progress=GradeProgress(err_console), say=say)
+    return run_grade(data, runs, build_batch(opts), progress=GradeProgress(err_console), say=say,
+                     inputs=tuple(p for p in [opts.get("config")] if p))
 
 
 @app.command()
-@with_options(RUN, pick(SEARCH, "beam_width", "profile", "probe"), BATCH)
+@with_options(CONFIG, MODELS, PATHS, pick(SEARCH, "top_p", "top_k", "beam_width", "aggregation", "selection",
+                                              "lookahead", "profile", "probe"), BATCH)
 def compare(
     data: Path = typer.Argument(..., help="JSONL problem set."),
     strategies: str = typer.Option("cot,majority,best-of-n,beam,dvts", "--strategies", help="Comma-separated strategies."),
@@ -194,21 +203,21 @@ def compare(
     a problem's prompt is prefilled once for all of them.
 
     Example:
-      tts compare ../shared/data/gsm8k_test.jsonl --limit 20 --strategies cot,majority,beam --budgets 4,16 --out cmp/
+      tts compare benchmarks/data/arith-test.jsonl --limit 20 --strategies cot,majority,beam --budgets 4,8 --prm confidence --prompt few-shot --out runs/cmp
     """
-    from .compare import plan_runs, write_summary
+    from .compare import plan_runs, prepare_folder, write_summary
     from .render import compare_table
     try:
         names = parse_names(strategies, "--strategies", STRATEGY_NAMES, "strategy")
         ns = parse_int_list(budgets, "--budgets")
-        parse_concurrency(opts["concurrency"])
-        out.mkdir(parents=True, exist_ok=True)
-        flags = collect_flags(opts)
-        runs = plan_runs(names, ns, out, lambda name, n: effective_settings(
-            opts["config"], {**flags, "strategy": name, "n": n}), say)
+        build_batch(opts)
+        base = build_run(opts["config"], opts, strategy="majority")
+        prepare_folder(out)
+        runs = plan_runs(names, ns, out, base, say)
         summaries = run_batch(data, runs, opts)
-        if any(s.interrupted for s in summaries.values()):
-            interrupted(f"finished problems are in {out}")
+        how = next((s.interrupted for s in summaries.values() if s.interrupted), None)
+        if how:
+            interrupted(f"finished problems are in {out}", how)
         rows, table5 = write_summary(data, runs, summaries, out)
     except USER_ERRORS as e:
         fail(str(e))
@@ -216,7 +225,7 @@ def compare(
 
 
 @app.command()
-@with_options(RUN, BATCH)
+@with_options(CONFIG, MODELS, PATHS, pick(SEARCH, "top_p", "top_k"), without(BATCH, "skip_bad"))
 def calibrate(
     data: Path = typer.Argument(..., help="JSONL problem set with reference answers."),
     out: Path = typer.Option(..., "--out", "-o", help="Profile YAML to write."),
@@ -235,10 +244,10 @@ def calibrate(
     resumably, in OUT's folder (OUT.runs/). `--strategy auto` then uses the profile.
 
     Example:
-      tts calibrate ../shared/data/gsm8k_test.jsonl --limit 30 --budgets 4,8 --prm confidence --out profile.yaml
+      tts calibrate benchmarks/data/arith-calib.jsonl --budgets 4,8 --prm confidence --prompt few-shot --max-steps 6 --max-step-tokens 64 --out runs/smollm2.yaml
     """
+    from .batch import read_problem_set
     from .calibrate import calibrate_file
-    from .datasets import read_problems
     from .difficulty import Bins
     from .render import calibration_tables
     from .settings import check_writable
@@ -247,31 +256,29 @@ def calibrate(
             bins = Bins(easy=easy, medium=medium)
         except ValueError as e:
             raise SettingsError(str(e))
-        settings = effective_settings(opts["config"], {**collect_flags(opts), "strategy": "majority"})
-        problems, _ = read_problems(data, problem_key=opts["problem_key"], answer_key=opts["answer_key"],
-                                    limit=opts["limit"])
+        settings = build_run(opts["config"], opts, strategy="majority")
+        batch = build_batch(opts)
+        problem_set = read_problem_set(data, batch)
         check_writable(out)
         with console.status("calibrating...") as status:
             profile, info, saved = calibrate_file(
-                problems, out, settings, parse_int_list(budgets, "--budgets"), samples=samples,
+                problem_set, out, settings, batch, parse_int_list(budgets, "--budgets"), samples=samples,
                 beam_widths=parse_int_list(beam_widths, "--beam-widths"),
                 aggregations=[a.strip() for a in aggregations.split(",") if a.strip()],
                 temperatures=parse_float_list(temperatures, "--temperatures") if temperatures else [None],
-                bins=bins, concurrency=parse_concurrency(opts["concurrency"]), ray=opts["ray"],
-                workers=opts["workers"], wait=opts["wait"], say=say,
+                bins=bins, say=say,
                 on_record=lambda key, rec, flight: status.update(
                     f"calibrating: {flight} in flight (last: {key}, {rec.get('id')})"))
-    except KeyboardInterrupt:
-        interrupted(f"finished runs are kept in {out.parent / (out.name + '.runs')}")
+    except KeyboardInterrupt as e:
+        interrupted(f"finished runs are kept in {out.parent / (out.name + '.runs')}", e)
     except USER_ERRORS as e:
         fail(str(e))
     calibration_tables(console, profile, info, out, saved)
 
 
 @app.command("train-prm")
-@with_options(pick(RUN, "config", "policy", "temperature", "max_steps", "max_step_tokens", "seed", "gpu_layers",
-                   "threads", "models_file", "context_per_path", "prompt"),
-              pick(BATCH, "problem_key", "answer_key", "limit", "concurrency"))
+@with_options(CONFIG, without(MODELS, "prm"), PATHS, pick(BATCH, "problem_key", "answer_key", "limit", "concurrency",
+                                                          "restart"))
 def train_prm(
     data: Path = typer.Argument(..., help="JSONL problems with reference answers (never the set you will test on)."),
     out: str = typer.Option(..., "--out", "-o", help="Name of the trained PRM: `--prm NAME` then uses it."),
@@ -291,11 +298,11 @@ def train_prm(
     logistic value head on a split of problems. Every stage resumes where it stopped.
 
     Examples:
-      tts train-prm benchmarks/data/arith-calib.jsonl --out smollm2-arith --prompt few-shot
-      tts train-prm train.jsonl --out my-prm --labels outcome --samples 16 --baselines confidence,judge
-      tts grade test.jsonl --out bon.jsonl --strategy best-of-n --n 16 --prm my-prm
+      tts train-prm benchmarks/data/arith-calib.jsonl --out smollm2-arith --prompt few-shot --max-steps 6 --max-step-tokens 64
+      tts train-prm benchmarks/data/arith-train.jsonl --out my-prm --labels outcome --samples 16 --prompt few-shot
+      tts grade benchmarks/data/arith-test.jsonl --out runs/bon.jsonl --strategy best-of-n --n 16 --prm my-prm --prompt few-shot
     """
-    from .datasets import read_problems
+    from .batch import read_problem_set
     from .render import TrainProgress, training_report
     from .train_prm import TrainSettings, default_prm_dir, split_problems, train_named
     try:
@@ -304,24 +311,25 @@ def train_prm(
         chosen = parse_names(baselines, "--baselines", ("confidence", "judge"), "verifier")
         if not out or "/" in out or out.startswith("."):
             raise SettingsError(f"--out: a PRM name (letters, digits, dashes), got {out!r}")
-        settings = effective_settings(opts["config"], {**collect_flags(opts), "strategy": "majority"})
-        cfg = search_config(settings)
-        problems, _ = read_problems(data, problem_key=opts["problem_key"], answer_key=opts["answer_key"],
-                                    limit=opts["limit"])
+        settings = build_run(opts["config"], opts, strategy="majority")
+        batch = build_batch(opts)
+        problems = read_problem_set(data, batch).problems
         folder = folder or default_prm_dir(out)
         if folder.exists() and not folder.is_dir():
             raise SettingsError(f"{folder}: --dir must be a folder; this is a file")
         run = TrainSettings(samples=samples, rollouts=0 if labels == "outcome" else rollouts, holdout=holdout,
-                            seed=cfg.seed, concurrency=parse_concurrency(opts["concurrency"]), baselines=tuple(chosen),
-                            n_threads=opts["threads"], n_gpu_layers=opts["gpu_layers"],
-                            context_per_path=settings["context_per_path"] or 2048)
+                            seed=settings.search.seed, concurrency=batch.concurrency_value(), baselines=tuple(chosen),
+                            n_threads=settings.models.threads, n_gpu_layers=settings.models.gpu_layers,
+                            context_per_path=settings.models.context_per_path, restart=batch.restart)
         say(f"training {out} in {folder}: {len(problems)} problems x {samples} samples, "
-            f"{'outcome labels' if run.rollouts == 0 else f'{run.rollouts} rollouts per step'}, T={cfg.temperature}")
+            f"{'outcome labels' if run.rollouts == 0 else f'{run.rollouts} rollouts per step'}, "
+            f"T={settings.search.temperature}")
         with TrainProgress(err_console) as bar:
-            report, registry_file = train_named(out, data, problems, folder, cfg, run, policy=opts["policy"],
-                                                base=base, models_file=opts["models_file"], progress=bar)
-    except KeyboardInterrupt:
-        interrupted("finished rollouts and features are kept")
+            report, registry_file = train_named(out, data, problems, folder, settings.search, run,
+                                                policy=settings.models.policy, base=base,
+                                                models_file=settings.models.models_file, progress=bar, say=say)
+    except KeyboardInterrupt as e:
+        interrupted("finished rollouts and features are kept", e)
     except USER_ERRORS as e:
         fail(str(e))
     training_report(console, report)
@@ -331,7 +339,7 @@ def train_prm(
 
 models_app = typer.Typer(help="The model registry: list, info, pull.", no_args_is_help=True)
 app.add_typer(models_app, name="models")
-O_MODELS_FILE = RUN["models_file"][1]
+O_MODELS_FILE = MODELS["models_file"][1]
 
 
 @models_app.command("list")
@@ -393,4 +401,7 @@ def models_pull(name: str, models_file: Optional[Path] = O_MODELS_FILE):
 
 def main() -> None:
     import sys
-    app(args=normalize_ray_args(sys.argv[1:]), prog_name="tts")
+
+    from .engine import handle_termination
+    handle_termination()  # SIGTERM stops a run as Ctrl-C does: finished work kept, exit 143
+    app(args=normalize_argv(sys.argv[1:]), prog_name="tts")

@@ -1,55 +1,79 @@
-"""The flags several `tts` commands share, declared once: each group is added to a command's
-signature by `with_options`, and the command receives the values in **opts."""
+"""Command-line flags derived from the settings classes' fields (settings.py, search/types.py):
+a setting is declared once, with its type, default and help, and every command that takes it
+gets the same flag. `with_options` adds them to a command's signature; the command receives
+the values in **opts (None where a flag was not given, so a recipe's value stands).
+
+Also here: `normalize_argv`, the argv fixing `main()` does before Typer reads it."""
 
 from __future__ import annotations
 
 import inspect
+import typing
+from dataclasses import MISSING, fields
 from pathlib import Path
 from typing import Optional
 
 import typer
 
-O = typer.Option
+from .search.types import SearchConfig
+from .settings import BatchSettings, ModelSettings, RunSettings
 
-# Models, prompt and the run's limits: every command that runs searches.
-RUN = {
-    "config": (Optional[Path], O(None, "--config", help="YAML recipe of search options (flags override it).")),
-    "policy": (Optional[str], O(None, "--policy", help="Policy model: a models.yaml name or a .gguf path (default: bundled SmolLM2-135M-Instruct).")),
-    "prm": (Optional[str], O(None, "--prm", help="Verifier: judge, confidence, a models.yaml PRM name, or a .gguf path (default for best-of-n/beam/dvts: judge).")),
-    "temperature": (Optional[float], O(None, "--temperature", help="Sampling temperature (default 0.7; cot is greedy).")),
-    "max_steps": (Optional[int], O(None, "--max-steps", help="Steps per path (default 40).")),
-    "max_step_tokens": (Optional[int], O(None, "--max-step-tokens", help="Tokens per step (default 256).")),
-    "seed": (Optional[int], O(None, "--seed", help="Random seed (default 0): the same seed gives the same answers.")),
-    "gpu_layers": (Optional[int], O(None, "--gpu-layers", help="Layers to offload to the GPU (default all; 0 = CPU).")),
-    "threads": (Optional[int], O(None, "--threads", help="CPU threads (default: all cores).")),
-    "models_file": (Optional[Path], O(None, "--models-file", help="Extra model registry YAML (default: ~/.config/tts_cli/models.yaml if present).")),
-    "context_per_path": (Optional[int], O(None, "--context-per-path", help="KV cells per path, prompt included (default 2048).")),
-    "prompt": (Optional[str], O(None, "--prompt", help="chat (the model's template), few-shot (worked examples in plain text; base models), or auto (default).")),
-}
+LOCAL = "local"  # --ray with no address
 
-# The search itself: solve and grade (compare and calibrate choose these per run).
-SEARCH = {
-    "strategy": (Optional[str], O(None, "--strategy", "-s", help="cot, majority, best-of-n, beam, dvts or auto (default: beam).")),
-    "n": (Optional[int], O(None, "--n", help="Budget N: sampled paths or beams (default 4).")),
-    "beam_width": (Optional[int], O(None, "--beam-width", "-m", help="Beam width M for beam and dvts (default 4).")),
-    "top_p": (Optional[float], O(None, "--top-p", help="Nucleus sampling (default 1.0).")),
-    "aggregation": (Optional[str], O(None, "--aggregation", help="Step scores to a path score: last, min, avg, prod (default last).")),
-    "selection": (Optional[str], O(None, "--selection", help="vote (PRM-Vote) or max (PRM-Max) (default vote).")),
-    "lookahead": (Optional[int], O(None, "--lookahead", help="Beam search lookahead steps (default 0).")),
-    "profile": (Optional[Path], O(None, "--profile", help="auto: a `tts calibrate` profile (default: the one saved for this policy and --prm).")),
-    "probe": (Optional[int], O(None, "--probe", help="auto: probe paths that predict the difficulty (default N/4, between 2 and 4; they count in N).")),
-}
 
-# Going over a data set: grade, compare, calibrate.
-BATCH = {
-    "problem_key": (Optional[str], O(None, "--problem-key", help="Field holding the problem (default: problem or question).")),
-    "answer_key": (Optional[str], O(None, "--answer-key", help="Field holding the reference answer (default: answer).")),
-    "limit": (Optional[int], O(None, "--limit", min=1, help="Only the first K problems.")),
-    "concurrency": (str, O("auto", "--concurrency", help="Searches in flight at once, their sequences batched together: a number, or auto (fill a batch: 64 sequences on a GPU, 32 on CPU).")),
-    "ray": (Optional[str], O(None, "--ray", metavar="[ADDRESS]", help="Run the searches on Ray workers: bare --ray starts a local instance (loopback only, no dashboard); --ray HOST:PORT or --ray auto joins a running cluster. Needs tts_cli[ray].")),
-    "workers": (Optional[int], O(None, "--workers", min=1, help="With --ray: workers (default: one per GPU, or one per node on CPU nodes).")),
-    "wait": (bool, O(False, "--wait", help="If another tts run is writing to the same results file, start when it ends (default: stop with an error).")),
-}
+def _plain_type(annotation) -> type:
+    """The type Typer parses a flag as: int, float, str, bool or Path (Literal choices and
+    constraints are checked by settings.py, with its messages)."""
+    hint = annotation
+    if typing.get_origin(hint) is typing.Annotated:
+        hint = typing.get_args(hint)[0]
+    if typing.get_origin(hint) is typing.Union:
+        hint = next(a for a in typing.get_args(hint) if a is not type(None))
+        if typing.get_origin(hint) is typing.Annotated:
+            hint = typing.get_args(hint)[0]
+    if typing.get_origin(hint) is typing.Literal:
+        return str
+    return hint if hint in (int, float, str, bool, Path) else str
+
+
+def _default_text(f) -> str:
+    default = f.default if f.default is not MISSING else None
+    if default is None or isinstance(default, bool) or "default" in f.metadata.get("help", ""):
+        return ""
+    return f" (default {default})"
+
+
+def flags_of(cls, *, only: tuple[str, ...] = (), without: tuple[str, ...] = ()) -> dict:
+    """{name: (annotation, typer.Option)} for the flag fields of a settings class."""
+    hints = typing.get_type_hints(cls, include_extras=True)
+    out = {}
+    for f in fields(cls):
+        if not f.metadata.get("flag", True) or f.name in ("search", "models"):
+            continue
+        if (only and f.name not in only) or f.name in without:
+            continue
+        kind = _plain_type(hints[f.name])
+        names = ["--" + f.name.replace("_", "-")] + ([f.metadata["short"]] if f.metadata.get("short") else [])
+        help_text = f.metadata.get("help", "") + _default_text(f)
+        if kind is bool:
+            out[f.name] = (bool, typer.Option(False, *names, help=help_text))
+        elif cls is BatchSettings and f.name == "concurrency":
+            out[f.name] = (str, typer.Option("auto", *names, help=help_text))
+        elif f.name == "ray":
+            out[f.name] = (Optional[str], typer.Option(None, *names, metavar="[ADDRESS]", help=help_text))
+        else:
+            out[f.name] = (Optional[kind], typer.Option(None, *names, help=help_text))
+    return out
+
+
+CONFIG = {"config": (Optional[Path], typer.Option(None, "--config", help="YAML recipe of search options "
+                                                                          "(flags override it)."))}
+MODELS = flags_of(ModelSettings)
+STRATEGY = flags_of(RunSettings)
+SEARCH = flags_of(SearchConfig)
+BATCH = flags_of(BatchSettings)
+# What every command that runs searches takes: models, prompt and the limits of a path.
+PATHS = flags_of(SearchConfig, only=("temperature", "max_steps", "max_step_tokens", "seed", "prompt"))
 
 
 def pick(group: dict, *names: str) -> dict:
@@ -73,3 +97,20 @@ def with_options(*groups: dict):
         command.__annotations__ = {**command.__annotations__, **{n: a for n, (a, _) in extra.items()}}
         return command
     return add
+
+
+def normalize_argv(argv: list[str]) -> list[str]:
+    """`--ray` takes an optional address: a bare `--ray` (last, or followed by an option or a
+    word that is not an address) means a local instance."""
+    out = []
+    for i, arg in enumerate(argv):
+        out.append(arg)
+        if arg == "--ray":
+            nxt = argv[i + 1] if i + 1 < len(argv) else None
+            if nxt is None or nxt.startswith("-") or not looks_like_address(nxt):
+                out.append(LOCAL)
+    return out
+
+
+def looks_like_address(text: str) -> bool:
+    return text in (LOCAL, "auto") or ":" in text

@@ -28,33 +28,19 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .grade import ProblemFailed
+from .cli_options import LOCAL
+from .results import ProblemFailed
 
 RAY_HINT = "--ray needs Ray: pip install 'tts_cli[ray]'"
-LOCAL = "local"  # --ray with no address
 MAX_TRIES = 3  # a problem on a worker that died is tried this many times in all
 POLL_SECONDS = 0.5  # how long a worker's take() waits for a finished search
+# How long the run waits for the cluster to host a worker when none is running (every node
+# gone, or none with room) before it stops, keeping what finished.
+NO_WORKER_SECONDS = float(os.environ.get("TTS_RAY_NO_WORKER_SECONDS", "60"))
 
 
 class ClusterError(Exception):
     """A cluster that cannot be reached, or workers that cannot run: one line for the user."""
-
-
-def normalize_ray_args(argv: list[str]) -> list[str]:
-    """`--ray` takes an optional address: a bare `--ray` (last, or followed by an option or a
-    word that is not an address) means a local instance."""
-    out = []
-    for i, arg in enumerate(argv):
-        out.append(arg)
-        if arg == "--ray":
-            nxt = argv[i + 1] if i + 1 < len(argv) else None
-            if nxt is None or nxt.startswith("-") or not looks_like_address(nxt):
-                out.append(LOCAL)
-    return out
-
-
-def looks_like_address(text: str) -> bool:
-    return text in (LOCAL, "auto") or ":" in text
 
 
 def _auth_token_available() -> bool:
@@ -94,7 +80,29 @@ def connect(address: str, num_cpus: int | None = None):
         first = _first_line(e)
         where = "start a local Ray instance" if address == LOCAL else f"connect to the Ray cluster at {address}"
         raise ClusterError(f"cannot {where}: {first}")
+    # ray.init replaces the SIGTERM handler with one that exits at once: put ours back, so that
+    # SIGTERM stops the run as Ctrl-C does (workers stopped, records kept, exit 143).
+    from .engine import handle_termination
+    handle_termination()
     return ray
+
+
+def _session_dir(ray) -> str | None:
+    """The temp folder of the local instance this process started (removed when it stops)."""
+    try:
+        return ray._private.worker._global_node.get_session_dir_path()
+    except Exception:  # noqa: BLE001 - private API; without it the folder stays, as Ray leaves it
+        return None
+
+
+def _remove_session_dir(path: str | None) -> None:
+    import shutil
+    if not path or not os.path.isdir(path):
+        return
+    shutil.rmtree(path, ignore_errors=True)
+    latest = os.path.join(os.path.dirname(path), "session_latest")
+    if os.path.islink(latest) and os.path.realpath(latest) == os.path.realpath(path):
+        os.unlink(latest)
 
 
 def _check_reachable(address: str) -> None:
@@ -115,19 +123,21 @@ class Worker:
     searches it is handed through its own scheduler, several at once, on a thread of its own.
     submit() queues a problem's searches; take() returns the searches that ended."""
 
-    def __init__(self, settings: dict, registry: dict, plans: list, concurrency: int | None):
+    def __init__(self, models, registry: dict, plans: list, concurrency: int | None):
         import ray
+        from dataclasses import replace
+
         from .solver import Session
         self.node = ray.util.get_node_ip_address()
         self.error = None
         self.inbox: queue.Queue = queue.Queue()
         self.outbox: queue.Queue = queue.Queue()
-        if settings.get("threads") is None and not ray.get_gpu_ids():
+        if models.threads is None and not ray.get_gpu_ids():
             cpus = ray.get_runtime_context().get_assigned_resources().get("CPU")
             if cpus:  # llama.cpp would take every core of the node; this worker has its share
-                settings = {**settings, "threads": max(1, int(cpus))}
+                models = replace(models, threads=max(1, int(cpus)))
         try:
-            self.session = Session(settings, registry, pull_missing=True)
+            self.session = Session(models, registry, pull_missing=True)
             self.scheduler = self.session.open(plans, concurrency)
         except Exception as e:  # noqa: BLE001 - reported by info(), naming this node
             self.error = str(e) or type(e).__name__
@@ -220,13 +230,15 @@ class _Handle:
 class RaySolver:
     """The batch commands' searches on Ray workers; the same face as solver.LocalSolver."""
 
-    def __init__(self, address: str, settings: dict, plans: list, concurrency: int | None,
-                 workers: int | None = None, on_status=None, worker_class: type = None):
+    def __init__(self, address: str, models, plans: list, concurrency: int | None,
+                 workers: int | None = None, on_status=None, worker_class: type = None, registry: dict | None = None):
         from .registry import load_registry
         t0 = time.perf_counter()
-        registry = load_registry(settings.get("models_file"))  # the driver's names, shipped to workers
+        if registry is None:
+            registry = load_registry(models.models_file)  # the driver's names, shipped to workers
         self.ray = ray = connect(address)
         self.local = address == LOCAL
+        self.session_dir = _session_dir(ray) if self.local else None
         self.connect_seconds = time.perf_counter() - t0
         try:
             resources = ray.cluster_resources()
@@ -243,7 +255,7 @@ class RaySolver:
                     raise ClusterError(f"--workers {count}: the cluster has {cpus} CPUs")
                 options = {"num_cpus": max(1, cpus // count)}
             self._actor_class = ray.remote(worker_class or Worker).options(max_concurrency=4, max_restarts=0, **options)
-            self._args = (settings, registry, plans, concurrency)
+            self._args = (models, registry, plans, concurrency)
             self._names = (f"w{i}" for i in itertools.count(1))
             self.replacements_left = MAX_TRIES * count
             self.workers = [self._start() for _ in range(count)]
@@ -316,13 +328,23 @@ class RaySolver:
                 u.left = set(range(len(u.items)))
                 self._submit(w, u)
 
+        no_worker_since = None
         while True:
             for w in self.workers:
                 hand_out(w)
             if exhausted and not retry and not any(w.units for w in self.workers):
                 return
-            if not any(w.ready for w in self.workers) and not any(kind == "info" for _, kind in waiting.values()):
-                raise ClusterError("every worker died; the finished problems are kept")
+            if not any(w.ready for w in self.workers):
+                if not any(kind == "info" for _, kind in waiting.values()):
+                    raise ClusterError("every worker died; the finished problems are kept")
+                # replacements are waiting for a node to host them: not for ever
+                no_worker_since = no_worker_since or time.monotonic()
+                if time.monotonic() - no_worker_since > NO_WORKER_SECONDS:
+                    alive = sum(1 for n in _nodes(ray) if n.get("Alive"))
+                    raise ClusterError(f"no worker has been running for {NO_WORKER_SECONDS:.0f} s: the cluster "
+                                       f"cannot host one (nodes alive: {alive}); the finished problems are kept")
+            else:
+                no_worker_since = None
             ready, _ = ray.wait(list(waiting), num_returns=1, timeout=1.0)
             for ref in ready:
                 w, kind = waiting.pop(ref)
@@ -389,6 +411,15 @@ class RaySolver:
         for w in getattr(self, "workers", []):
             try:
                 ray.kill(w.actor)
-            except Exception:  # noqa: BLE001 - already gone
+            except Exception:  # noqa: BLE001 - already gone (or the cluster is)
                 pass
         ray.shutdown()
+        if getattr(self, "local", False):
+            _remove_session_dir(self.session_dir)
+
+
+def _nodes(ray) -> list:
+    try:
+        return ray.nodes()
+    except Exception:  # noqa: BLE001 - the head node itself may be gone
+        return []

@@ -5,23 +5,39 @@ accuracy-vs-compute plot (FLOPs on a log axis, one line per strategy)."""
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 from typing import Callable
 
 
-def plan_runs(names: list[str], budgets: list[int], out: Path, settings_for: Callable[[str, int], dict],
-              say: Callable[[str], None] | None = None) -> dict[str, tuple[Path, dict]]:
-    """"strategy N=n" -> (its results file in `out`, its settings). CoT runs once (it does not
-    depend on N); beam and DVTS skip budgets that are not a multiple of the beam width."""
+def prepare_folder(out: Path) -> None:
+    """compare's --out is a folder (created); a file there, or a folder that cannot be made, is
+    one error line before anything runs."""
+    from .settings import SettingsError
+    if out.exists() and not out.is_dir():
+        raise SettingsError(f"{out}: is a file; compare writes a folder of results files, summary.json and a plot")
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise SettingsError(f"{out}: cannot make the folder ({e.strerror})")
+    if not os.access(out, os.W_OK):
+        raise SettingsError(f"{out}: the folder is not writable")
+
+
+def plan_runs(names: list[str], budgets: list[int], out: Path, base, say: Callable[[str], None] | None = None) -> dict:
+    """"strategy N=n" -> batch.Run (its results file in `out`, its settings: `base`, a
+    RunSettings, with this strategy and budget). CoT runs once (it does not depend on N); beam
+    and DVTS skip budgets that are not a multiple of the beam width."""
+    from .batch import Run
     runs = {}
     for name in names:
         for n in ([1] if name == "cot" else budgets):
-            settings = settings_for(name, n)
-            if name in ("beam", "dvts") and n % settings["beam_width"]:
+            m = base.search.beam_width
+            if name in ("beam", "dvts") and n % m:
                 if say:
-                    say(f"skipping {name} N={n}: not a multiple of the beam width {settings['beam_width']}")
+                    say(f"skipping {name} N={n}: not a multiple of the beam width {m}")
                 continue
-            runs[f"{name} N={n}"] = (out / f"{name}_n{n}.jsonl", settings)
+            runs[f"{name} N={n}"] = Run(out / f"{name}_n{n}.jsonl", base.but(name, n=n), label=f"{name} N={n}")
     return runs
 
 
@@ -29,11 +45,11 @@ def write_summary(data: Path, runs: dict, summaries: dict, out: Path) -> tuple[l
     """One row per run, the Table 5 comparison, summary.json and the plot in `out`."""
     from .grade import summarize
     rows = []
-    for key, (path, settings) in runs.items():
+    for key, run in runs.items():
         s = summarize(summaries[key].records)
-        rows.append({"strategy": settings["strategy"], "n": settings["n"], "accuracy": s["accuracy"],
+        rows.append({"strategy": run.settings.strategy, "n": run.settings.search.n, "accuracy": s["accuracy"],
                      "pass_at_n": s["pass_at_n"], "problems": s["graded"], "flops_per_problem": s["flops_per_problem"],
-                     "flops": s["flops"], "seconds": s["seconds"], "results": str(path)})
+                     "flops": s["flops"], "seconds": s["seconds"], "results": str(run.path)})
     headroom_captured(rows)
     table5 = efficiency_table(rows)
     (out / "summary.json").write_text(json.dumps({"data": str(data), "rows": rows, "efficiency": table5}, indent=1))

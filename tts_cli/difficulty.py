@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from .grading import answers_match
+from .answers import answers_match
 
 # Candidates are any objects with an `.answer` (search.types.Candidate): this module imports
 # nothing from search, which imports it.

@@ -1,59 +1,34 @@
-"""Grading a problem set into a results file, one JSON line per problem, resumable.
-
-Each finished problem is appended and flushed at once, so a killed run loses at most the
-problems in flight (several with --concurrency; records come in the order problems finish).
-Rerunning with the same file skips what is there; a half-written last line (the kill came
-mid-write) is dropped and that problem is redone.
+"""Grading a problem set under one or more runs, each into its own results file (results.py):
+every problem not yet recorded is solved, its record appended as it finishes; the summaries
+count the records of this data set's problems alone.
 """
 
 from __future__ import annotations
 
-import json
-import os
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Callable, Iterable, Iterator
 
+from .answers import answers_match
 from .datasets import BadLine, Problem
-from .engine import EngineError
-from .grading import answers_match
+from .engine import PromptTooLong, Terminated
+from .results import ProblemError, ResultsFile
 from .search import SearchResult
 
+# A search failure that is the problem's, not the run's: recorded as an error line, and the
+# batch goes on. Anything else (a configuration error, a bug) stops the run.
+PROBLEM_ERRORS = (ProblemError, PromptTooLong)
 
-class ResultsError(Exception):
-    """The results file cannot be used (unwritable, or not ours)."""
 
-
-def read_results(path: Path) -> list[dict]:
-    """Finished records in `path`; truncates a torn last line so that appends stay valid."""
-    if not path.exists():
-        return []
-    data = path.read_bytes()
-    records = []
-    good_end = 0
-    pos = 0
-    for raw in data.split(b"\n"):
-        end = pos + len(raw) + 1
-        if raw.strip():
-            try:
-                records.append(json.loads(raw))
-                good_end = min(end, len(data))
-            except json.JSONDecodeError:
-                break  # a torn write: everything from here is dropped
-        else:
-            good_end = min(end, len(data))
-        pos = end
-    if good_end < len(data):
-        with open(path, "r+b") as f:
-            f.truncate(good_end)
-    if good_end > 0 and not data[:good_end].endswith(b"\n"):
-        with open(path, "ab") as f:
-            f.write(b"\n")
-    return records
+def candidate_record(c) -> dict:
+    """A finished candidate as results files keep it: enough to choose again without generating
+    (its text and step scores) and to see how it ended."""
+    return {"answer": c.answer, "score": c.score, "finish_reason": c.finish_reason, "steps": len(c.steps),
+            "step_scores": c.step_scores, "answer_method": c.answer_method, "text": c.text}
 
 
 def record_for(problem: Problem, result: SearchResult | None, error: str | None = None) -> dict:
-    rec = {"id": problem.id, "line": problem.line, "problem": problem.problem, "reference": problem.answer}
+    rec = {"key": problem.key, "id": problem.id, "line": problem.line, "problem": problem.problem,
+           "reference": problem.answer}
     if problem.level is not None:
         rec["level"] = problem.level
     if problem.subject is not None:
@@ -67,20 +42,30 @@ def record_for(problem: Problem, result: SearchResult | None, error: str | None 
         strategy=result.strategy,
         verifier=result.verifier,
         votes=result.votes,
-        candidates=[{"answer": c.answer, "score": c.score, "finish_reason": c.finish_reason,
-                     "steps": len(c.steps)} for c in result.candidates],
+        candidates=[candidate_record(c) for c in result.candidates],
+        no_answer=sum(1 for c in result.candidates if c.answer is None),
         compute=result.compute,
         config=result.config,
         notes=problem.notes + result.notes,
+        seconds=result.compute.get("seconds"),
     )
     return rec
 
 
+def bad_line_record(bad: BadLine) -> dict:
+    return {"key": bad.key, "id": f"line-{bad.line}", "line": bad.line, "error": bad.error, "correct": False,
+            "answer": None}
+
+
 @dataclass
 class GradeSummary:
-    records: list[dict]
-    skipped: int  # already in the file
-    interrupted: bool
+    records: list[dict]  # one per problem of this run (the latest record of each), in data order
+    skipped: int = 0  # already in the file
+    interrupted: str | None = None  # "interrupted" (Ctrl-C) or "terminated" (SIGTERM)
+    foreign: int = 0  # records in the file that belong to no problem of this data set
+    duplicates: int = 0  # records superseded by a later one of the same problem
+    written: int = 0  # records this run appended
+    regraded: int = 0  # records graded again against a reference that changed since
 
     @property
     def graded(self) -> list[dict]:
@@ -92,116 +77,22 @@ class GradeSummary:
         return sum(bool(r["correct"]) for r in g) / len(g) if g else None
 
 
-class ResultsFile:
-    """One results file, open for appending and owned by this run: what it holds already, and
-    each new record written and fsynced at once.
-
-    The file is locked (flock) while open, so two runs on one file cannot both solve its
-    problems and append duplicates: the second stops with a one-line error naming the process
-    that holds it, or, with `wait`, blocks until that run ends (`on_wait` hears why first)."""
-
-    def __init__(self, path: Path, wait: bool = False, on_wait: Callable[[str], None] | None = None):
-        self.path = Path(path)
-        try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            self._f = open(self.path, "a", encoding="utf-8")
-        except OSError as e:
-            raise ResultsError(f"{self.path}: cannot write results ({e.strerror})")
-        try:
-            _lock(self._f, self.path, wait, on_wait)
-            self.records = read_results(self.path)  # under the lock: it may cut a torn last line
-        except BaseException:
-            self._f.close()
-            raise
-        self.done = {(r.get("id"), r.get("line")) for r in self.records}
-        self.skipped = 0
-
-    def has(self, problem: Problem) -> bool:
-        return (problem.id, problem.line) in self.done
-
-    def write(self, rec: dict) -> None:
-        self._f.write(json.dumps(rec, ensure_ascii=False) + "\n")
-        self._f.flush()
-        os.fsync(self._f.fileno())
-        self.records.append(rec)
-        self.done.add((rec.get("id"), rec.get("line")))
-
-    def close(self) -> None:
-        self._f.close()
-
-
-class ProblemFailed(Exception):
-    """A problem that could not be solved for a reason of its own (on Ray: it took down the
-    workers that ran it, again and again)."""
-
-
-def _lock(f, path: Path, wait: bool, on_wait) -> None:
-    try:
-        import fcntl
-    except ImportError:  # not POSIX: no lock
-        return
-    try:
-        fcntl.flock(f.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
-        return
-    except BlockingIOError:
-        holder = lock_holder(f.fileno())
-    if not wait:
-        raise ResultsError(f"{path}: in use by another tts run ({holder}); wait for it to end, stop it, "
-                           "or add --wait to start when it ends")
-    if on_wait:
-        on_wait(f"{path} is in use by another tts run ({holder}); waiting for it to end")
-    fcntl.flock(f.fileno(), fcntl.LOCK_EX)
-
-
-def lock_holder(fd: int) -> str:
-    """"process PID" holding an flock on the open file `fd`, from /proc/locks (Linux)."""
-    inode = os.fstat(fd).st_ino
-    try:
-        lines = Path("/proc/locks").read_text().splitlines()
-    except OSError:
-        return "another process"
-    for line in lines:
-        f = line.split()
-        if len(f) >= 6 and f[1] == "FLOCK" and f[5].rsplit(":", 1)[-1] == str(inode) and f[4] != str(os.getpid()):
-            return f"process {f[4]}"
-    return "another process"
-
-
-# A search failure that is the problem's, not the run's: recorded as an error line, and the
-# batch goes on (a prompt too long for the context, an impossible option for this problem).
-PROBLEM_ERRORS = (ValueError, EngineError, ProblemFailed)
-
-def open_results(runs: dict[str, Path | ResultsFile], wait: bool = False,
-                 on_wait: Callable[[str], None] | None = None) -> dict[str, ResultsFile]:
-    """Each run's results file, opened and locked (all of them, or none: on a failure the ones
-    opened are closed)."""
-    files: dict[str, ResultsFile] = {}
-    try:
-        for key, path in runs.items():
-            files[key] = path if isinstance(path, ResultsFile) else ResultsFile(path, wait, on_wait)
-    except BaseException:
-        for f in files.values():
-            f.close()
-        raise
-    return files
-
-
 SolveMany = Callable[[Iterable[tuple[str, Problem]]], Iterator[tuple[tuple[str, Problem], object]]]
 
 
-def grade_runs(problems: Iterable[Problem], runs: dict[str, Path | ResultsFile], solve_many: SolveMany, *,
-               bad_lines: list[BadLine] = (), on_record: Callable[[str, dict], None] | None = None,
-               on_skip: Callable[[str, int], None] | None = None, wait: bool = False,
-               on_wait: Callable[[str], None] | None = None) -> dict[str, GradeSummary]:
-    """Grade every problem under every run (a run: a setting with its own results file, given
-    by path or already opened with `open_results`; closed at the end).
+def grade_runs(problems: list[Problem], files: dict[str, ResultsFile], solve_many: SolveMany, *,
+               bad_lines: list[BadLine] = (), retry_errors: bool = False,
+               on_record: Callable[[str, dict], None] | None = None,
+               on_skip: Callable[[str, int], None] | None = None,
+               known_keys: set[str] | None = None) -> dict[str, GradeSummary]:
+    """Grade every problem under every run (a run: a setting with its own results file, opened
+    with results.open_results; closed at the end).
 
     `solve_many` gets (run, problem) pairs, problem by problem (so one problem's runs are in
     flight together and share its prompt), and yields ((run, problem), SearchResult or
     exception) as each search ends, in any order. Each record is appended as it arrives.
-    """
-    files = open_results(runs, wait, on_wait)
-    interrupted = False
+    `known_keys`: every problem key of the data file (records of other problems are foreign)."""
+    interrupted = None
 
     def write(key, rec):
         files[key].write(rec)
@@ -211,7 +102,7 @@ def grade_runs(problems: Iterable[Problem], runs: dict[str, Path | ResultsFile],
     def todo():
         for problem in problems:
             for key, rf in files.items():
-                if rf.has(problem):
+                if rf.done(problem.key, retry_errors):
                     rf.skipped += 1
                     if on_skip:
                         on_skip(key, 1)
@@ -223,34 +114,42 @@ def grade_runs(problems: Iterable[Problem], runs: dict[str, Path | ResultsFile],
     try:
         for bad in bad_lines:  # --skip-bad: recorded as errors, once
             for key, rf in files.items():
-                if (f"line-{bad.line}", bad.line) not in rf.done:
-                    write(key, {"id": f"line-{bad.line}", "line": bad.line, "error": bad.error, "correct": False,
-                                "answer": None})
+                if not rf.done(bad.key):
+                    write(key, bad_line_record(bad))
         for (key, problem), out in solve_many(todo()):
             if isinstance(out, BaseException):
                 if not isinstance(out, PROBLEM_ERRORS):
                     raise out
                 write(key, record_for(problem, None, error=str(out)))
                 continue
-            rec = record_for(problem, out)
-            rec["seconds"] = out.compute.get("seconds")
-            write(key, rec)
-    except KeyboardInterrupt:
-        interrupted = True
+            write(key, record_for(problem, out))
+    except KeyboardInterrupt as e:
+        interrupted = "terminated" if isinstance(e, Terminated) else "interrupted"
     finally:
         for f in files.values():
             f.close()
-    return {key: GradeSummary(records=f.records, skipped=f.skipped, interrupted=interrupted)
-            for key, f in files.items()}
+    known = known_keys if known_keys is not None else {p.key for p in problems}
+    known |= {b.key for b in bad_lines}
+    return {key: summary_of(f, problems, bad_lines, known, interrupted) for key, f in files.items()}
 
 
-def grade(problems: Iterable[Problem], out: Path, solve_many: SolveMany, *, bad_lines: list[BadLine] = (),
-          on_record: Callable[[dict], None] | None = None,
-          on_skip: Callable[[int], None] | None = None) -> GradeSummary:
-    """Grade into one results file (`grade_runs` with one run, named "")."""
-    return grade_runs(problems, {"": out}, solve_many, bad_lines=bad_lines,
-                      on_record=(lambda k, r: on_record(r)) if on_record else None,
-                      on_skip=(lambda k, n: on_skip(n)) if on_skip else None)[""]
+def summary_of(f: ResultsFile, problems: list[Problem], bad_lines, known: set[str],
+               interrupted: str | None = None) -> GradeSummary:
+    """The summary of one run: the latest record of each of `problems` (and of the bad lines),
+    graded again where the data set's reference answer changed since it was written."""
+    records, regraded = [], 0
+    for p in problems:
+        rec = f.latest.get(p.key)
+        if rec is None:
+            continue
+        if not rec.get("error") and rec.get("reference") != p.answer and p.answer is not None:
+            rec = {**rec, "reference": p.answer, "correct": answers_match(rec.get("answer"), p.answer)}
+            regraded += 1
+        records.append(rec)
+    records += [f.latest[b.key] for b in bad_lines if b.key in f.latest]
+    foreign = sum(1 for k in f.latest if k not in known)
+    return GradeSummary(records=records, skipped=f.skipped, interrupted=interrupted, foreign=foreign,
+                        duplicates=f.duplicates, written=f.written, regraded=regraded)
 
 
 def summarize(records: list[dict]) -> dict:
@@ -261,7 +160,9 @@ def summarize(records: list[dict]) -> dict:
         return round(sum(bool(r["correct"]) for r in rs) / len(rs), 4) if rs else None
 
     out = {"problems": len(records), "graded": len(graded), "errors": sum(1 for r in records if r.get("error")),
-           "accuracy": acc(graded), "pass_at_n": pass_at_n(graded)}
+           "accuracy": acc(graded), "pass_at_n": pass_at_n(graded),
+           "no_answer": sum(r.get("no_answer", 0) for r in graded),
+           "candidates": sum(len(r.get("candidates") or []) for r in graded)}
     for key in ("level", "subject"):
         groups: dict = {}
         for r in graded:
@@ -297,3 +198,7 @@ def pass_at_n(graded: list[dict]) -> float | None:
     if not graded:
         return None
     return round(sum(any_candidate_correct(r) for r in graded) / len(graded), 4)
+
+
+__all__ = ["GradeSummary", "PROBLEM_ERRORS", "SolveMany", "any_candidate_correct", "bad_line_record",
+           "candidate_record", "grade_runs", "pass_at_n", "record_for", "summarize", "summary_of"]

@@ -7,12 +7,17 @@ from __future__ import annotations
 import datetime
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Annotated, Literal, Optional
 
 import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from .difficulty import BIN_NAMES, Bins
 
 PROFILE_VERSION = 1
+
+Share = Annotated[float, Field(ge=0.0, le=1.0, allow_inf_nan=False, strict=True)]
+Budget = Annotated[int, Field(ge=1, strict=True)]
 
 
 class ProfileError(Exception):
@@ -21,17 +26,18 @@ class ProfileError(Exception):
 
 @dataclass
 class Choice:
-    bin: str
-    budget: int
-    strategy: str
-    accuracy: float
-    flops: float  # mean per problem
-    problems: int
-    beam_width: int | None = None
-    selection: str | None = None
-    aggregation: str | None = None
-    temperature: float | None = None  # None: whatever the search is given
-    pass_at_n: float | None = None  # share of problems with any right candidate (the verifier's ceiling)
+    bin: Literal["easy", "medium", "hard"]
+    budget: Budget
+    # what auto's second stage can run (auto itself is not among them)
+    strategy: Literal["cot", "majority", "best-of-n", "beam", "dvts"]
+    accuracy: Share
+    flops: Annotated[float, Field(ge=0.0, allow_inf_nan=False)]  # mean per problem
+    problems: Annotated[int, Field(ge=0, strict=True)]
+    beam_width: Optional[Budget] = None
+    selection: Optional[Literal["vote", "max"]] = None
+    aggregation: Optional[Literal["last", "min", "avg", "prod"]] = None
+    temperature: Optional[Annotated[float, Field(ge=0.0, le=100.0, allow_inf_nan=False)]] = None  # None: the search's
+    pass_at_n: Optional[Share] = None  # share of problems with any right candidate (the verifier's ceiling)
 
     def settings(self) -> dict:
         """Search options that reproduce this choice."""
@@ -85,29 +91,38 @@ class Profile:
 
     @classmethod
     def load(cls, path: str | Path) -> "Profile":
-        from .yamlfile import read_yaml
+        """A profile file, every value validated (ProfileError: file:line: field: what is wrong)."""
+        from .yamlfile import invalid, read_yaml_lines
         path = Path(path)
-        data = read_yaml(path, "profile (make one with `tts calibrate`)", ProfileError)
+        data, lines = read_yaml_lines(path, "profile (make one with `tts calibrate`)", ProfileError)
         if not isinstance(data, dict) or data.get("tts_profile") != PROFILE_VERSION:
             raise ProfileError(f"{path}: not a tts profile (expected 'tts_profile: {PROFILE_VERSION}' at the top)")
         try:
-            bins = Bins(**data.get("bins", {}))
-            choices = []
-            for i, c in enumerate(data.get("choices") or []):
-                if not isinstance(c, dict):
-                    raise ValueError(f"choice {i + 1} is not a mapping")
-                choice = Choice(**c)
-                if choice.bin not in BIN_NAMES:
-                    raise ValueError(f"choice {i + 1}: unknown bin {choice.bin!r}")
-                if not isinstance(choice.budget, int) or choice.budget < 1:
-                    raise ValueError(f"choice {i + 1}: budget must be a positive integer")
-                choices.append(choice)
+            parsed = ProfileFile.model_validate(data)
+        except ValidationError as e:
+            raise ProfileError(invalid(path, e, lines))
+        try:
+            bins = Bins(**parsed.bins)
         except (TypeError, ValueError) as e:
-            raise ProfileError(f"{path}: malformed profile: {e}")
-        if not choices:
-            raise ProfileError(f"{path}: the profile has no choices")
-        return cls(policy=data.get("policy") or {}, prm=data.get("prm"), bins=bins, choices=choices,
-                   frontier=data.get("frontier") or [], meta=data.get("meta") or {})
+            line = lines.get(("bins",))
+            raise ProfileError(f"{path}{f':{line}' if line else ''}: bins: {e}")
+        return cls(policy=parsed.policy, prm=parsed.prm, bins=bins, choices=parsed.choices, frontier=parsed.frontier,
+                   meta=parsed.meta)
+
+
+class ProfileFile(BaseModel):
+    """What a profile YAML holds (`tts schema profile` prints its JSON schema)."""
+
+    model_config = ConfigDict(extra="allow")
+
+    tts_profile: Literal[1]
+    created: Optional[str] = None
+    policy: dict = Field(default_factory=dict, description="The policy it was measured for: name, file, params.")
+    prm: Optional[str] = Field(None, description="The verifier it was measured with.")
+    bins: dict[str, Share] = Field(default_factory=dict, description="Difficulty bin bounds on pass@1: easy, medium.")
+    choices: list[Choice] = Field(min_length=1, description="Per (difficulty bin, budget): the setting chosen.")
+    frontier: list[dict] = Field(default_factory=list)
+    meta: dict = Field(default_factory=dict)
 
 
 def default_choice(bin_name: str, budget: int, policy_params: float, has_verifier: bool) -> tuple[dict, str]:

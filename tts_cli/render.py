@@ -64,6 +64,13 @@ def grade_summary(console: Console, summary, out: Path) -> None:
     console.print(table)
     console.print(f"errors: {s['errors']}   tokens: {s['tokens']}   FLOPs: {s['flops']:.3g}   "
                   f"engine time: {s['seconds']:.1f} s   (skipped, already done: {summary.skipped})")
+    if s["candidates"]:
+        console.print(f"candidates without an answer: {s['no_answer']} of {s['candidates']}", highlight=False)
+    for count, what in ((summary.foreign, "belong to no problem of this data set (kept, not counted)"),
+                        (summary.duplicates, "were superseded by a later record of the same problem"),
+                        (summary.regraded, "were graded again: the data set's reference answer changed")):
+        if count:
+            console.print(f"{count} records in {out} {what}", highlight=False)
 
 
 def compare_table(console: Console, data: Path, rows: list[dict], table5: dict | None, out: Path) -> None:

@@ -7,18 +7,18 @@ The CLI calls these; tests and scripts can too.
 from __future__ import annotations
 
 import os
-from dataclasses import replace
+from dataclasses import asdict, replace
 from pathlib import Path
 
 from .engine import Engine, EngineError, Model, gpu_offload_supported
 from .registry import RegistryError, default_model, load_registry, pull, resolve
 from .search import USES_VERIFIER, ConfigError, SearchConfig
 from .search.scheduler import Job, Scheduler, run_search, slots_needed, verifier_slots_needed
+from .settings import DEFAULT_CONTEXT_PER_PATH, ModelSettings, RunSettings
 from .verifiers import HEAD_FORMATS, ConfidenceVerifier, JudgeVerifier, Verifier, verifier_from_format
 
-# KV cells reserved per path (prompt + solution). A path that reaches it ends with reason
-# "context". 2048 covers MATH-style solutions of small models; raise it for long ones.
-DEFAULT_CONTEXT_PER_PATH = 2048
+BUILTIN_VERIFIERS = ("judge", "confidence")  # verifiers that need no model file of their own
+
 MAX_SEQUENCES = 256  # llama.cpp's limit per context
 # Prompts the policy engine keeps: the current problem's and the one before (problems of a set
 # share their system prompt or few-shot examples, so the next prompt copies that prefix).
@@ -106,25 +106,26 @@ class Session:
     """The policy and verifier a run names (resolved to files, the policy model loaded once);
     `open` sizes their engines for the searches that will run on them.
 
-    settings: the run's options (policy, prm, strategy, gpu_layers, threads, context_per_path,
-    models_file). registry: entries to resolve names with (default: models.yaml and the user's
-    file). pull_missing: download a registry model missing here into the hub cache (Ray
-    workers do, on their own node)."""
+    models: the run's ModelSettings. registry: entries to resolve names with (default:
+    models.yaml and the user's file). pull_missing: download a registry model missing here into
+    the hub cache (Ray workers do, on their own node). lenient: a registry model that is not on
+    this machine is named, not refused (the Ray driver, whose workers resolve on their nodes)."""
 
-    def __init__(self, settings: dict, registry: dict | None = None, pull_missing: bool = False):
-        self.settings = settings
-        self.registry = registry if registry is not None else load_registry(settings.get("models_file"))
-        policy = settings.get("policy")
-        if policy is None:
+    def __init__(self, models: ModelSettings, registry: dict | None = None, pull_missing: bool = False,
+                 lenient: bool = False):
+        self.models = models
+        self.registry = registry if registry is not None else load_registry(models.models_file)
+        self.lenient = lenient
+        if models.policy is None:
             self.policy_path = default_model()
         else:
-            self.policy_path, _ = self._resolve(policy, pull_missing)
+            self.policy_path, _ = self._resolve(models.policy, pull_missing)
         # The verifier: --prm, else the policy as judge (used only by strategies that score steps).
-        self.prm = settings.get("prm") or "judge"
+        self.prm = models.prm or "judge"
         self.prm_path, self.prm_entry = None, None
-        if self.prm not in ("judge", "confidence"):
+        if self.prm not in BUILTIN_VERIFIERS:
             self.prm_path, self.prm_entry = self._resolve(self.prm, pull_missing)
-        self.context = settings.get("context_per_path") or DEFAULT_CONTEXT_PER_PATH
+        self.context = models.context_per_path
         self.model: Model | None = None
 
     def _resolve(self, name: str, pull_missing: bool):
@@ -132,13 +133,15 @@ class Session:
             return resolve(name, self.registry)
         except RegistryError:
             entry = self.registry.get(name)
+            if self.lenient and entry is not None:
+                return Path(name), entry
             if not pull_missing or entry is None or not entry.get("repo"):
                 raise
             return pull(entry), entry
 
     def load(self) -> Model:
         if self.model is None:
-            self.model = Model(self.policy_path, n_gpu_layers=self.settings.get("gpu_layers"))
+            self.model = Model(self.policy_path, n_gpu_layers=self.models.gpu_layers)
         return self.model
 
     def open(self, plans: list, concurrency: int | None = 1) -> Scheduler:
@@ -153,13 +156,13 @@ class Session:
         k = concurrency or auto_concurrency(need, model.offloaded, model_verifier)
         k = max(1, min(k, (MAX_SEQUENCES - PROMPT_CACHE_SLOTS) // need))
         biggest = max((c for _, c in plans), key=lambda c: c.n * (2 if c.lookahead else 1))
-        threads = self.settings.get("threads")
+        threads = self.models.threads
         policy = open_policy(model, biggest, slots=k * need + PROMPT_CACHE_SLOTS, n_threads=threads,
                              context_per_path=self.context)
-        spec = self.prm if self.prm in ("judge", "confidence") else str(self.prm_path)
+        spec = self.prm if self.prm in BUILTIN_VERIFIERS else str(self.prm_path)
         try:
             verifier = open_verifier(spec if uses else None, policy, biggest, concurrency=k,
-                                     n_gpu_layers=self.settings.get("gpu_layers"), n_threads=threads,
+                                     n_gpu_layers=self.models.gpu_layers, n_threads=threads,
                                      context_per_path=self.context, prm_entry=self.prm_entry)
         except BaseException:
             policy.close()
@@ -191,7 +194,7 @@ class Session:
         each ends."""
         for job, out in scheduler.run(self.jobs(pairs, job_for)):
             if not isinstance(out, BaseException):
-                out.config = {**self.describe(), "strategy": job.strategy, **out.config}
+                out.config = {**self.describe(job.strategy), **out.config}
             yield job.tag, out
 
     def solve(self, scheduler: Scheduler, strategy: str, problem: str, config: SearchConfig, on_event=None):
@@ -201,7 +204,7 @@ class Session:
                                 self.prepare(strategy, config), on_event)
         except ValueError as e:  # an impossible combination of options
             raise ConfigError(str(e))
-        result.config = {**self.describe(), **result.config}
+        result.config = {**self.describe(strategy), **result.config}
         return result
 
     def prepare(self, strategy: str, cfg: SearchConfig) -> SearchConfig:
@@ -216,7 +219,7 @@ class Session:
 
     def verifier_name(self) -> str:
         """The name the verifier reports (what profiles are matched against)."""
-        if self.prm in ("judge", "confidence"):
+        if self.prm in BUILTIN_VERIFIERS:
             return self.prm
         return (self.prm_entry or {}).get("name") or Path(str(self.prm_path)).stem
 
@@ -226,10 +229,37 @@ class Session:
         path = saved_profile_path(str(self.policy_path), self.verifier_name())
         return str(path) if path.exists() else None
 
-    def describe(self) -> dict:
-        uses = self.settings.get("strategy") in USES_VERIFIER
-        prm = (str(self.prm_path) if self.prm_path else self.prm) if uses else None
-        return {**self.settings, "policy": str(self.policy_path), "prm": prm}
+    def describe(self, strategy: str) -> dict:
+        """The models part of a result's `config`: what was loaded (the verifier only for a
+        strategy that scores steps)."""
+        models = {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(self.models).items()}
+        prm = (str(self.prm_path) if self.prm_path else self.prm) if strategy in USES_VERIFIER else None
+        return {**models, "strategy": strategy, "policy": str(self.policy_path), "prm": prm,
+                "context_per_path": self.context}
+
+    def identity(self, strategy: str, cfg: SearchConfig) -> dict:
+        """What a results file's header records of a run: everything that changes its answers
+        (the strategy, every search setting, the models by file name and size, auto's profile
+        by content), and nothing that does not (threads, concurrency, Ray)."""
+        cfg = self.prepare(strategy, cfg)
+        search = asdict(cfg)
+        search.pop("profile")
+        out = {"strategy": strategy, **search, "context_per_path": self.context,
+               "policy": file_identity(self.policy_path)}
+        if strategy in USES_VERIFIER:
+            out["verifier"] = self.verifier_identity()
+        if strategy == "auto":
+            out["profile"] = file_identity(Path(cfg.profile), content=True) if cfg.profile else None
+        return out
+
+    def verifier_identity(self) -> dict:
+        if self.prm in BUILTIN_VERIFIERS:
+            return {"name": self.prm}
+        out = {"name": self.verifier_name(), **file_identity(Path(str(self.prm_path)))}
+        head = (self.prm_entry or {}).get("prm", {}).get("head_file")
+        if head:  # a trained head changes while its base GGUF does not
+            out["head"] = file_identity(Path(str(self.prm_path)).parent / head, content=True)
+        return out
 
     def info(self) -> dict:
         """What a run's reports name: the policy file, its size, and the verifier."""
@@ -237,18 +267,34 @@ class Session:
                 "params": self.model.n_params if self.model else None, "verifier": self.verifier_name()}
 
 
-def solve_text(settings: dict, config: SearchConfig, text: str, on_event=None):
+def file_identity(path: Path, content: bool = False) -> dict:
+    """A file as a results header names it: its name and size (a model's bytes are too many to
+    hash on every run), or a hash of its content (`content`: small files such as a profile or a
+    head). A file not on this machine is named alone."""
+    out: dict = {"file": path.name}
+    try:
+        if content:
+            import hashlib
+            out["sha256"] = hashlib.sha256(path.read_bytes()).hexdigest()[:16]
+        else:
+            out["bytes"] = path.stat().st_size
+    except OSError:
+        pass
+    return out
+
+
+def solve_text(settings: RunSettings, text: str, on_event=None):
     """`tts solve`: one problem, with engines sized for its search (and its length)."""
     from .datasets import MAX_PROBLEM_CHARS
     notes = []
     if len(text) > MAX_PROBLEM_CHARS:
         notes.append(f"problem text of {len(text)} characters cut to {MAX_PROBLEM_CHARS}")
         text = text[:MAX_PROBLEM_CHARS]
-    session = Session(settings)
+    session = Session(settings.models)
     session.fit_context(text)
-    scheduler = session.open([(settings["strategy"], config)])
+    scheduler = session.open([(settings.strategy, settings.search)])
     try:
-        result = session.solve(scheduler, settings["strategy"], text, config, on_event)
+        result = session.solve(scheduler, settings.strategy, text, settings.search, on_event)
     finally:
         session.close(scheduler)
     result.notes = notes + result.notes
@@ -260,8 +306,8 @@ class LocalSolver:
     engine and verifier sized for all the runs' plans, one scheduler. A Ray cluster's
     `cluster.RaySolver` has the same face."""
 
-    def __init__(self, settings: dict, plans: list, concurrency: int | None):
-        self.session = Session(settings)
+    def __init__(self, session: Session, plans: list, concurrency: int | None):
+        self.session = session
         self.scheduler = self.session.open(plans, concurrency)
         self.asked = concurrency
 

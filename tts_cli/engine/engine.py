@@ -17,7 +17,7 @@ from dataclasses import dataclass, field, replace
 
 import numpy as np
 
-from .llamacpp import Context, EngineBug, EngineError, Model, Sampling
+from .llamacpp import Context, EngineBug, EngineError, Model, PromptTooLong, Sampling
 
 STOP_REASONS = ("stop", "eos", "length", "context")
 
@@ -270,7 +270,7 @@ class Engine:
             self._prompt_cache.move_to_end(key)
             return self._new_sequence(sampling, owner, parent=self._prompt_cache[key])
         if not self._fits(0, len(tokens)):
-            raise EngineError(f"prompt of {len(tokens)} tokens does not fit the context "
+            raise PromptTooLong(f"prompt of {len(tokens)} tokens does not fit the context "
                               f"({self.ctx.n_ctx_seq} tokens per sequence)")
         base, shared = self._longest_cached_prefix(tokens) if cache else (None, 0)
         seq = self._new_sequence(sampling, owner, parent=base)

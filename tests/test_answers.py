@@ -2,7 +2,7 @@
 
 import pytest
 
-from tts_cli.grading import answers_match, extract_answer
+from tts_cli.answers import answers_match, extract_answer
 
 
 @pytest.mark.parametrize("a,b", [
