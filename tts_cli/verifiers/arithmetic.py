@@ -56,6 +56,7 @@ logarithms and trigonometry, absolute values, vectors and matrices, modular arit
 
 from __future__ import annotations
 
+import itertools
 import re
 from dataclasses import dataclass, field
 from functools import lru_cache
@@ -265,15 +266,24 @@ def _read_words_as_operators(tokens: list[Token]) -> None:
 def _drop_soft_line_breaks(tokens: list[Token]) -> list[Token]:
     """A line break next to a relation continues a chain (an align environment's
     "&= 3 + 4 \\\\ &= 7", or "=" at a line's end); any other line break ends the run."""
+    before: list[Token | None] = []  # the nearest token that is not a line break, each side
+    last = None
+    for tok in tokens:
+        before.append(last)
+        if tok.kind != "line":
+            last = tok
+    after: list[Token | None] = [None] * len(tokens)
+    last = None
+    for i in range(len(tokens) - 1, -1, -1):
+        after[i] = last
+        if tokens[i].kind != "line":
+            last = tokens[i]
     out = []
-    for i, tok in enumerate(tokens):
-        if tok.kind == "line":
-            before = next((t for t in reversed(tokens[:i]) if t.kind != "line"), None)
-            after = next((t for t in tokens[i + 1:] if t.kind != "line"), None)
-            if (before and before.kind == "relation") or (after and after.kind == "relation"):
-                if after is not None:
-                    after.spaced = True
-                continue
+    for tok, prev, nxt in zip(tokens, before, after):
+        if tok.kind == "line" and ((prev and prev.kind == "relation") or (nxt and nxt.kind == "relation")):
+            if nxt is not None:
+                nxt.spaced = True
+            continue
         out.append(tok)
     return out
 
@@ -543,13 +553,14 @@ def _parse_side(tokens: list[Token]) -> Expr | None:
 def _trim_unmatched(side: list[Token], at_start: bool) -> list[Token]:
     """Drop brackets opened before the first side or closed after the last one: "(2 + 3 = 5)"."""
     depth = sum(1 if t.kind == "lparen" else -1 if t.kind == "rparen" else 0 for t in side)
+    start, end = 0, len(side)
     if at_start:
-        while depth > 0 and side and side[0].kind == "lparen":
-            side, depth = side[1:], depth - 1
+        while depth > 0 and start < end and side[start].kind == "lparen":
+            start, depth = start + 1, depth - 1
     else:
-        while depth < 0 and side and side[-1].kind == "rparen":
-            side, depth = side[:-1], depth + 1
-    return side
+        while depth < 0 and start < end and side[end - 1].kind == "rparen":
+            end, depth = end - 1, depth + 1
+    return side[start:end]
 
 
 _GLUED_MINUS_STARTERS = {"is", "was", "are", "be", "get", "gets", "got", "gives", "give", "yields",
@@ -603,7 +614,9 @@ def _facts_in_run(run: Run, text: str, source: str) -> list[Fact]:
     last = len(sides) - 1
     parsed = []
     for i, side in enumerate(sides):
-        if i == 0:
+        if len(side) > MAX_SIDE_TOKENS:
+            parsed.append(None)
+        elif i == 0:
             parsed.append(_first_side(run, side))
         elif i == last:
             parsed.append(_last_side(run, side))
@@ -614,8 +627,8 @@ def _facts_in_run(run: Run, text: str, source: str) -> list[Fact]:
         left, right = parsed[i], parsed[i + 1]
         if left is None or right is None:
             continue
-        if relation in ("=", "~") and _is_correspondence(left, right):
-            continue
+        if relation in ("=", "~") and source != "annotation" and _is_correspondence(left, right):
+            continue  # (a calculator annotation, even "<<125=125>>", is a computation)
         out.append(Fact(left=_span(text, sides[i]), relation=relation, right=_span(text, sides[i + 1]),
                         source=source, left_expr=left, right_expr=right, continues=i + 1 < last))
     return out
@@ -625,22 +638,20 @@ def _span(text: str, side: list[Token]) -> str:
     return text[side[0].start:side[-1].end].strip()
 
 
-def _facts_in_text(text: str, source: str) -> list[Fact]:
+def _facts_in_text(text: str, source: str):
     prepared = _prepare(text)
-    out = []
     for run in _runs(_tokens(prepared)):
-        out.extend(_facts_in_run(run, prepared, source))
-    return out
+        yield from _facts_in_run(run, prepared, source)
 
 
 def facts(step_text: str) -> list[Fact]:
-    """The arithmetic facts stated in a step: GSM8K calculator annotations first, then the
-    text's own (a fact written both ways, "2*5=<<2*5=10>>10", is counted once)."""
+    """The arithmetic facts stated in a step, at most MAX_FACTS: GSM8K calculator annotations
+    first, then the text's own (a fact written both ways, "2*5=<<2*5=10>>10", counts once)."""
     text = _within_limit(step_text)
-    found = []
-    for m in _ANNOTATION.finditer(text):
-        found.extend(_facts_in_text(m.group(1), "annotation"))
-    found.extend(_facts_in_text(_ANNOTATION.sub("", text), "text"))
+    # An annotation is a calculator's input: its leading "+" is a sign ("<<+8=8>>").
+    annotations = (f for m in _ANNOTATION.finditer(text)
+                   for f in _facts_in_text(m.group(1).lstrip().removeprefix("+"), "annotation"))
+    found = itertools.chain(annotations, _facts_in_text(_ANNOTATION.sub("", text), "text"))
     seen = set()
     out = []
     for fact in found:
@@ -648,7 +659,9 @@ def facts(step_text: str) -> list[Fact]:
         if key not in seen:
             seen.add(key)
             out.append(fact)
-    return out[:MAX_FACTS]
+            if len(out) == MAX_FACTS:
+                break
+    return out
 
 
 # --- checking a fact ---------------------------------------------------------------------------
@@ -766,9 +779,7 @@ def _equal(exact, value, stated: Number | None = None) -> bool | None:
     2/3 = 0.67 or 0.66, 4.65 = 4.6 or 4.7, but not 10/3 = 3.34 nor 0.1 * 3 = 0.4."""
     sp = _sympy()
     difference = exact - value
-    zero = difference.is_zero
-    if zero is None:
-        zero = sp.expand(difference).is_zero
+    zero = difference.is_zero  # decided exactly, or numerically with sympy's precision checks
     if zero:
         return True
     if stated is None:
