@@ -40,7 +40,7 @@ TRUE_FACTS = [
     "180^\\circ - 50^\\circ = 130^\\circ", "90° + 30° = 120°",
     "1. 3 + 4 = 7", "- 3 + 4 = 7", "* 3 + 4 = 7", "**3 + 4 = 7**", "Step 1: 3 + 4 = 7", "(2 + 3 = 5)",
     "x = 3 + 4 = 7", "Janet sells 16 - 3 - 4 = <<16-3-4=9>>9 duck eggs a day.", "<<5*2=10>>", "<<3/4=.75>>",
-    "He pays 12 * 2 = $24, so",
+    "He pays 12 * 2 = $24, so", "He earns 5 * 20 = 100 a week.", "He walks 2 * 5 = 10km.", "so $-5 + 3 = -2$",
 ]
 
 FALSE_FACTS = [
@@ -57,7 +57,7 @@ NOT_FACTS = [
     # variables, words, constants
     "x = 5", "Tom = 5 apples", "cost = 10", "total = 5 + 3", "x + 3 = 7", "x - 3 = 7", "y -3 = 7", "2x + 3 = 7",
     "2x = 10", "x^2 = 4", "f(2) = 5", "a_1 = 3", "a_{10} = 3", "3 + 4 = 7x", "2(x + 1) = 2x + 2", "n! = 120",
-    "5! = 120", r"\binom{5}{2} = 10", r"2\pi \cdot 3 = 6\pi", r"\sin 30 = 0.5", r"\log_2 8 = 3", "1e3 + 1 = 1001",
+    "5! = 120", "1!=1", r"\binom{5}{2} = 10", "$x$-5 = 10", "2 * 5 = 10x^2", r"2\pi \cdot 3 = 6\pi", r"\sin 30 = 0.5", r"\log_2 8 = 3", "1e3 + 1 = 1001",
     r"17 \equiv 2 \pmod 5", "|-3| = 3", "i^2 = -1",
     # words that make a number part of something bigger
     "17 mod 5 = 2", "3 times 4 = 12", "half of 10 = 5", "3 more than 4 = 7", "3 + 4 = 7 thousand",
@@ -132,20 +132,25 @@ HOSTILE = [
 ]
 
 
-@pytest.mark.parametrize("text", HOSTILE)
+@pytest.mark.parametrize("text", HOSTILE, ids=range(len(HOSTILE)))
 def test_hostile_facts_are_unknown_not_false(text):
     (fact,) = facts(text)
     assert check(fact) is None
 
 
-@pytest.mark.parametrize("text", [
-    "1 + 1 = 2. " * 10_000,  # 110 KB
-    "1+1=2" * 20_000,  # 100 KB without whitespace: nothing is read
-    "(" * 100_000 + "1 = 1", r"\sqrt{" * 20_000 + "4} = 2", "2^" * 50_000 + "2 = 4", "=" * 100_000,
-    "\n" * 100_000, "1=" * 50_000, " ".join(f"{i} + 1 = {i + 1} =" for i in range(20_000)),
-    r"\frac{" * 10_000 + "1" + "}{2}" * 10_000 + " = 1", "-" * 100_000 + "1 = -1",
-    r"(\sqrt{2}+\sqrt{3}+\sqrt{5}+\sqrt{7}+\sqrt{11}+\sqrt{13})^{12} = 1",
-])
+HOSTILE_STEPS = {
+    "110 KB": "1 + 1 = 2. " * 10_000,
+    "100 KB without whitespace": "1+1=2" * 20_000,  # nothing is read
+    "brackets": "(" * 100_000 + "1 = 1", "roots": r"\sqrt{" * 20_000 + "4} = 2", "powers": "2^" * 50_000 + "2 = 4",
+    "relations": "=" * 100_000, "lines": "\n" * 100_000, "bare chain": "1=" * 50_000,
+    "long chain": " ".join(f"{i} + 1 = {i + 1} =" for i in range(20_000)),
+    "fractions": r"\frac{" * 10_000 + "1" + "}{2}" * 10_000 + " = 1", "minus signs": "-" * 100_000 + "1 = -1",
+    "radicals": r"(\sqrt{2}+\sqrt{3}+\sqrt{5}+\sqrt{7}+\sqrt{11}+\sqrt{13})^{12} = 1",
+    "big radicand": r"\sqrt{10^{75} + 1} = 3",
+}
+
+
+@pytest.mark.parametrize("text", HOSTILE_STEPS.values(), ids=HOSTILE_STEPS.keys())
 def test_hostile_steps_get_a_verdict(text):
     """Bounded by construction (a capped prefix, capped facts, capped sides and values): each
     returns at once. No timing is asserted; a regression would show as a hang."""

@@ -106,9 +106,9 @@ class Fact:
     left: str  # the two sides as written
     relation: str  # "=", "<", ">", "<=", ">=", "!=", "~" (approximately)
     right: str
+    left_expr: Expr = field(compare=False, repr=False)  # the two sides parsed
+    right_expr: Expr = field(compare=False, repr=False)
     source: str = "text"  # "annotation": a GSM8K calculator annotation <<a=b>>
-    left_expr: Expr | None = field(default=None, compare=False, repr=False)
-    right_expr: Expr | None = field(default=None, compare=False, repr=False)
     # The right side is followed by another relation ("2 + 3 = 5 + 1 = 6"): a running total.
     continues: bool = field(default=False, compare=False, repr=False)
 
@@ -144,7 +144,7 @@ _REPLACEMENTS = [  # (pattern, replacement), applied in order
     (re.compile(r"\\(?:left|right|[bB]igg?[lr]?)(?![A-Za-z])"), ""),
     (re.compile(r"\\(?:boxed|fbox)(?![A-Za-z])"), ""),  # its braces stay: a group
     (re.compile(r"\\(?:displaystyle|textstyle|quad|qquad|hfill|nonumber|notag|newline)(?![A-Za-z])"), " "),
-    (re.compile(r"\\[(\[]|\$\$|\$(?=\s*-)"), BREAK),
+    (re.compile(r"\\[(\[]|\$\$|(?<![^\s(\[{])\$(?=-)"), BREAK),  # opening "$-5 + 3"; "$x$-5" closes
     (re.compile(r"\\[)\]]|\$"), " "),
     (re.compile(r"\^\s*\{?\s*\\circ\s*\}?|°|\\degree(?![A-Za-z])"), ""),  # degrees are a unit
     (re.compile(r"\\([dt]?frac)\s*(\d)\s*(\d)"), r"\\\1{\2}{\3}"),  # \frac12
@@ -182,7 +182,7 @@ _TOKEN = re.compile(r"""
 | (?P<line>\n|\x03)
 | (?P<number>[0-9]{1,3}(?:,[0-9]{3})+(?:\.[0-9]+)?(?![0-9])|[0-9]+(?:\.[0-9]+)?|\.[0-9]+)
 | (?P<arrow><=>|<->|==>|-->|->|=>|[⇒→⟹⟶↔⇔])
-| (?P<relation><=|>=|!=|==|[≤≥≠≈=<>]|\\(?:leq?|geq?|neq?|lt|gt|approx|leqslant|geqslant)(?![A-Za-z]))
+| (?P<relation><=|>=|(?<![0-9)\]}])!=|==|[≤≥≠≈=<>]|\\(?:leq?|geq?|neq?|lt|gt|approx|leqslant|geqslant)(?![A-Za-z]))
 | (?P<operator>[-+*/^−×·⋅∙÷]|\\(?:cdot|times|div|ast)(?![A-Za-z]))
 | (?P<percent>%)
 | (?P<lparen>[(\[{])
@@ -211,7 +211,7 @@ _OPERATOR_WORDS = {
     "twice", "double", "triple", "thrice", "quarter", "quarters", "third", "thirds", "dozen",
     "dozens", "hundred", "hundreds", "thousand", "thousands", "million", "millions", "billion",
     "billions", "trillion", "point", "root", "sqrt", "log", "ln", "exp", "sin", "cos", "tan",
-    "remainder", "rem", "with", "pi", "to", "th",
+    "remainder", "rem", "with", "pi", "to",
 }
 # Words after which a number opens a statement rather than names a thing ("Day 1 = 5 + 3").
 _CONNECTIVE_WORDS = {
@@ -349,10 +349,11 @@ def _right_end_is_bound(run: Run) -> bool:
         word = after.text.lower()
         if word == "and":  # "17 / 5 = 3 and 2/5": a mixed number
             return following is not None and (following.kind in ("number", "frac") or following.text.lower() in ("a", "one", "half"))
-        if word in _OPERATOR_WORDS or len(word) == 1:
-            return True  # "= 7x", "= 3 R 2", "= 7 thousand"
-        # a glued unit is fine ("10cm") unless it is applied to something ("2sin(x)")
-        return not after.spaced and following is not None and not following.spaced and following.kind in ("lparen", "operator", "other")
+        if word in _OPERATOR_WORDS or (len(word) == 1 and not (word == "a" and after.spaced)):
+            return True  # "= 7x", "= 3 R 2", "= 7 thousand"; not "= 100 a week"
+        # a glued unit is fine ("10cm") unless it is applied to something ("2sin(x)", "3x^2")
+        return not after.spaced and following is not None and not following.spaced and \
+            (following.kind == "lparen" or following.text in ("^", "_"))
     if after.kind == "command":
         return after.text not in _SEPARATOR_COMMANDS
     if after.text in ".,;:?":  # sentence punctuation, unless glued to more: "3:30", "7,5"
@@ -622,6 +623,8 @@ def _facts_in_run(run: Run, text: str, source: str) -> list[Fact]:
             parsed.append(_last_side(run, side))
         else:
             parsed.append(_parse_side(side))
+    shown = [_trim_unmatched(side, at_start=True) if i == 0 else
+             _trim_unmatched(side, at_start=False) if i == last else side for i, side in enumerate(sides)]
     out = []
     for i, relation in enumerate(relations):
         left, right = parsed[i], parsed[i + 1]
@@ -629,8 +632,8 @@ def _facts_in_run(run: Run, text: str, source: str) -> list[Fact]:
             continue
         if relation in ("=", "~") and source != "annotation" and _is_correspondence(left, right):
             continue  # (a calculator annotation, even "<<125=125>>", is a computation)
-        out.append(Fact(left=_span(text, sides[i]), relation=relation, right=_span(text, sides[i + 1]),
-                        source=source, left_expr=left, right_expr=right, continues=i + 1 < last))
+        out.append(Fact(_span(text, shown[i]), relation, _span(text, shown[i + 1]), left, right, source,
+                        continues=i + 1 < last))
     return out
 
 
@@ -894,13 +897,16 @@ def _cached_verdict(text: str) -> Verdict:
 # --- the verifiers ----------------------------------------------------------------------------
 
 # The score of a path that has stated no fact yet. Beam search, DVTS and PRM-Max only rank paths,
-# and any value strictly between 0 and 1 ranks them as measured: refuted < unproven < verified.
-# The value matters for PRM-Vote, where a path's score is its vote. The measured gain (15/64 and
-# 13/64 to 26/64) came from voting among verified paths only; PRM-Vote does that when the votes of
-# all unproven paths together weigh less than one verified path, i.e. neutral * (N - 1) < 1:
-# 0.05 does so up to N = 20 (the budgets measured, N <= 16), and still lets unproven paths decide
-# between themselves when no path is verified. The counts agree: 109 of the 111 right candidates
-# were verified, so at most 2 were unproven, against hundreds of wrong unproven ones.
+# and any value strictly between 0 and 1 ranks them as the measurement suggests: refuted <
+# unproven < verified. The value itself matters for PRM-Vote, where a path's score is its vote.
+# The measured gain (15/64 greedy, 13/64 majority of 16, to 26/64) came from voting among verified
+# paths only. PRM-Vote does exactly that when all unproven paths together weigh less than one
+# verified path, neutral * (N - 1) < 1: 0.05 does so up to N = 20 (the measurement used N = 16),
+# and when no path is verified the unproven ones still vote among themselves (a majority vote),
+# ahead of refuted ones. The counts agree that an unproven vote should weigh little: 109 of the 111
+# right candidates were verified, so at most 2 right ones were unproven, while 913 - 335 = 578
+# wrong ones were verified or unproven. At larger N many agreeing unproven paths can outvote one
+# verified path (20 of them weigh as much); pass a smaller neutral to keep verified-only voting.
 DEFAULT_NEUTRAL = 0.05
 
 
