@@ -112,6 +112,14 @@ def test_chains_give_a_fact_per_adjacent_pair():
     assert [v for _, v in checked("\\begin{align*}\nx &= 2 \\cdot 3 + 1 \\\\\n&= 6 + 1 \\\\\n&= 7\n\\end{align*}")] == [True, True]
 
 
+def test_a_bracket_left_open_is_a_remark():
+    assert checked("58 + 34 = 92 (58 + 30 = 88, 88 + 4 = 92)") == [
+        ("58 + 34 = 92", True), ("58 + 30 = 88", True), ("88 + 4 = 92", True)]
+    assert checked("3 + 4 = 7 (seven)") == [("3 + 4 = 7", True)]
+    assert checked("2 (3 + 4) = 14") == []  # a product or a label and a sum: not a fact
+    assert checked("The total cost is $2.50 + $3.75 = $6.25.") == [("2.50 + 3.75 = 6.25", True)]
+
+
 def test_a_step_with_many_statements():
     step = ("Tom has 3 apples and buys 4 more, so 3 + 4 = 7 apples. Then x = 7 and 2x = 14.\n"
             "He gives away 2: 7 - 2 = 6. Day 2 = 6 apples. 50% of 6 = 3.")
@@ -271,7 +279,7 @@ def load(name: str) -> list[dict]:
 # (line of the file, fact): genuine errors in the references, checked by hand.
 KNOWN_GSM8K_ERRORS = {
     (502, "364 / 4 = 273"),  # means 3/4 * 364 = 273 (its annotation says so); 364 / 4 is 91
-    (1025, "32 -  20 = 300"),  # "$32 - $20 = $300": a typo for $320 - $20 (the revenue was $320)
+    (1025, "32 - 20 = 300"),  # "$32 - $20 = $300": a typo for $320 - $20 (the revenue was $320)
 }
 KNOWN_MATH500_ERRORS = {
     (24, r"1 = \sqrt{11-2} + 4"),  # stated to be false: checking x = 1 shows it is extraneous

@@ -247,7 +247,7 @@ def _tokens(text: str) -> list[Token]:
         out.append(Token(kind, m.group(), m.start(), m.end(), spaced))
         spaced = kind in ("boundary", "line")
     _read_words_as_operators(out)
-    return _drop_soft_line_breaks(out)
+    return _mark_remarks(_drop_soft_line_breaks(out))
 
 
 def _read_words_as_operators(tokens: list[Token]) -> None:
@@ -286,6 +286,30 @@ def _drop_soft_line_breaks(tokens: list[Token]) -> list[Token]:
             continue
         out.append(tok)
     return out
+
+
+def _mark_remarks(tokens: list[Token]) -> list[Token]:
+    """"= 92 (58 + 30 = 88, ...)", "= 7 (seven)": a bracket opened with a space after a number and
+    not closed before a relation or a word starts a remark, not a product: a boundary goes before
+    it. ("2 (3 + 4) = 14" closes its bracket first: no boundary, and not a fact either.)"""
+    out = []
+    for i, tok in enumerate(tokens):
+        if tok.kind == "lparen" and tok.text in "([" and tok.spaced and i > 0 \
+                and tokens[i - 1].kind in ("number", "rparen", "percent") and _opens_a_remark(tokens, i):
+            out.append(Token("boundary", "", tok.start, tok.start, True))
+        out.append(tok)
+    return out
+
+
+def _opens_a_remark(tokens: list[Token], i: int) -> bool:
+    depth = 0
+    for tok in tokens[i:i + MAX_SIDE_TOKENS]:  # a bounded look: a side is no longer
+        if tok.kind == "relation" or tok.kind not in _MATH_KINDS:
+            return True  # still open
+        depth += 1 if tok.kind == "lparen" else -1 if tok.kind == "rparen" else 0
+        if depth == 0:
+            return False
+    return i + MAX_SIDE_TOKENS >= len(tokens)  # open at the end of the text
 
 
 # --- runs: stretches of math tokens, and what touches their ends ------------------------------
@@ -638,7 +662,7 @@ def _facts_in_run(run: Run, text: str, source: str) -> list[Fact]:
 
 
 def _span(text: str, side: list[Token]) -> str:
-    return text[side[0].start:side[-1].end].strip()
+    return " ".join(text[side[0].start:side[-1].end].split())
 
 
 def _facts_in_text(text: str, source: str):
