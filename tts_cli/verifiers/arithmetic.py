@@ -135,7 +135,7 @@ _REPLACEMENTS = [  # (pattern, replacement), applied in order
     (re.compile(r"&"), LINE),
     (re.compile(r"\\begin\s*\{[^{}]*\}(?:\s*\{[^{}]*\})?|\\end\s*\{[^{}]*\}"), BREAK),
     (re.compile(r"\\%"), "%"),
-    (re.compile(r"\\\$"), " "),  # an escaped dollar is currency
+    (re.compile(r"\\\$|[€£¥₹¢]"), " "),  # currency (an escaped dollar is currency)
     (re.compile(r"\{,\}"), ","),  # 1{,}000
     (re.compile(r"(?<=\d)\\,(?=\d{3}(?!\d))"), ""),  # 1\,000
     (re.compile(r"\\!"), ""),  # a negative space: "729,\\!000"
@@ -183,7 +183,7 @@ _TOKEN = re.compile(r"""
 | (?P<number>[0-9]{1,3}(?:,[0-9]{3})+(?:\.[0-9]+)?(?![0-9])|[0-9]+(?:\.[0-9]+)?|\.[0-9]+)
 | (?P<arrow><=>|<->|==>|-->|->|=>|[⇒→⟹⟶↔⇔])
 | (?P<relation><=|>=|(?<![0-9)\]}])!=|==|[≤≥≠≈=<>]|\\(?:leq?|geq?|neq?|lt|gt|approx|leqslant|geqslant)(?![A-Za-z]))
-| (?P<operator>[-+*/^−×·⋅∙÷]|\\(?:cdot|times|div|ast)(?![A-Za-z]))
+| (?P<operator>[-+*/^−–×·⋅∙÷]|\\(?:cdot|times|div|ast)(?![A-Za-z]))
 | (?P<percent>%)
 | (?P<lparen>[(\[{])
 | (?P<rparen>[)\]}])
@@ -198,7 +198,7 @@ _RELATIONS = {"=": "=", "==": "=", "<": "<", ">": ">", "<=": "<=", ">=": ">=", "
               "≤": "<=", "≥": ">=", "≠": "!=", "≈": "~", "\\le": "<=", "\\leq": "<=",
               "\\leqslant": "<=", "\\ge": ">=", "\\geq": ">=", "\\geqslant": ">=", "\\ne": "!=",
               "\\neq": "!=", "\\lt": "<", "\\gt": ">", "\\approx": "~"}
-_OPERATORS = {"-": "-", "−": "-", "+": "+", "*": "*", "×": "*", "·": "*", "⋅": "*", "∙": "*",
+_OPERATORS = {"-": "-", "−": "-", "–": "-", "+": "+", "*": "*", "×": "*", "·": "*", "⋅": "*", "∙": "*",
               "\\cdot": "*", "\\times": "*", "\\ast": "*", "/": "/", "÷": "/", "\\div": "/", "^": "^"}
 _CLOSING = {"(": ")", "[": "]", "{": "}"}
 _MATH_KINDS = {"number", "relation", "operator", "percent", "lparen", "rparen", "frac", "sqrt"}
@@ -224,7 +224,10 @@ _CONNECTIVE_WORDS = {
 _SEPARATOR_COMMANDS = {"\\implies", "\\Rightarrow", "\\rightarrow", "\\Longrightarrow",
                        "\\longrightarrow", "\\therefore", "\\because", "\\iff", "\\to", "\\qquad",
                        "\\quad", "\\hspace", "\\vspace", "\\text", "\\and"}
-_CLEAN_PUNCTUATION = set(".,;:?!\"'“”‘’")
+# Symbols that may belong to a number even with a space between: "| 3 - 5 |", "~ 5", "5 !" (a
+# factorial), "5 '" (feet). Other punctuation and symbols ("✓", "#", "!" before) end a run.
+_BINDING_BEFORE = set("|~_")
+_BINDING_AFTER = set("|~_!'")
 
 
 @dataclass
@@ -252,7 +255,7 @@ def _tokens(text: str) -> list[Token]:
 
 def _read_words_as_operators(tokens: list[Token]) -> None:
     """"5 x 2" and "5x2" multiply (an x between two numbers, spaced alike on both sides);
-    "50% of 80" multiplies (of right after a percent)."""
+    "50% of 80" multiplies (of right after a percent); "sqrt(16)" is a root."""
     for i in range(1, len(tokens) - 1):
         prev, tok, nxt = tokens[i - 1], tokens[i], tokens[i + 1]
         if tok.kind != "word" or nxt.kind not in ("number", "lparen"):
@@ -261,6 +264,10 @@ def _read_words_as_operators(tokens: list[Token]) -> None:
             tok.kind, tok.text = "operator", "*"
         elif tok.text.lower() == "of" and prev.kind == "percent" and tok.spaced and nxt.spaced:
             tok.kind, tok.text = "operator", "*"
+        elif tok.text == "sqrt" and nxt.text == "(" and not nxt.spaced:
+            tok.kind, tok.text = "sqrt", "√"
+    if len(tokens) >= 2 and tokens[0].text == "sqrt" and tokens[1].text == "(" and not tokens[1].spaced:
+        tokens[0].kind, tokens[0].text = "sqrt", "√"  # the loop above starts at the second token
 
 
 def _drop_soft_line_breaks(tokens: list[Token]) -> list[Token]:
@@ -361,7 +368,7 @@ def _left_end_is_bound(run: Run, side: list[Token]) -> bool:
         return word in _OPERATOR_WORDS or (len(word) == 1 and word not in ("a", "i"))
     if before.kind == "command":
         return before.text not in _SEPARATOR_COMMANDS
-    return before.text not in _CLEAN_PUNCTUATION
+    return before.text in _BINDING_BEFORE
 
 
 def _right_end_is_bound(run: Run) -> bool:
@@ -382,7 +389,7 @@ def _right_end_is_bound(run: Run) -> bool:
         return after.text not in _SEPARATOR_COMMANDS
     if after.text in ".,;:?":  # sentence punctuation, unless glued to more: "3:30", "7,5"
         return following is not None and not following.spaced and following.kind not in ("boundary", "line")
-    return True  # "5!", "a_1", "|x|", "'", "~"
+    return not after.spaced or after.text in _BINDING_AFTER  # glued: "5!", "a_1", "|x|", "5'"
 
 
 # --- parsing a side ----------------------------------------------------------------------------
@@ -615,10 +622,18 @@ def _first_side(run: Run, side: list[Token]) -> Expr | None:
         if not (side and side[0].kind == "operator" and _OPERATORS[side[0].text] == "-" and _minus_may_start(run, side)):
             return None  # the tail of an expression that started before the run: "x + 3 = 7"
     node = _parse_side(side)
-    if node is not None and _bare_literal(node) is not None and run.before is not None \
-            and run.before.kind == "word" and run.before.text.lower() not in _CONNECTIVE_WORDS:
-        return None  # a label: "Day 1 = 5 + 3", "Box 2 = 10 apples"
+    if node is not None and run.before is not None and run.before.kind == "word" \
+            and run.before.text.lower() not in _CONNECTIVE_WORDS and (_bare_literal(node) is not None or _is_range(side)):
+        return None  # a label: "Day 1 = 5 + 3", "Box 2 = 10 apples", "Days 1-3 = 10 miles"
     return node
+
+
+def _is_range(side: list[Token]) -> bool:
+    """"1-3", "1–3": a glued difference of integers going up reads as a range."""
+    if len(side) != 3 or side[1].kind != "operator" or _OPERATORS[side[1].text] != "-" or side[1].spaced or side[2].spaced:
+        return False
+    low, high = side[0].text.replace(",", ""), side[2].text.replace(",", "")
+    return low.isdigit() and high.isdigit() and int(low) < int(high)
 
 
 def _last_side(run: Run, side: list[Token]) -> Expr | None:
