@@ -41,6 +41,8 @@ TRUE_FACTS = [
     "1. 3 + 4 = 7", "- 3 + 4 = 7", "* 3 + 4 = 7", "**3 + 4 = 7**", "Step 1: 3 + 4 = 7", "(2 + 3 = 5)",
     "x = 3 + 4 = 7", "Janet sells 16 - 3 - 4 = <<16-3-4=9>>9 duck eggs a day.", "<<5*2=10>>", "<<3/4=.75>>",
     "He pays 12 * 2 = $24, so", "He earns 5 * 20 = 100 a week.", "He walks 2 * 5 = 10km.", "so $-5 + 3 = -2$",
+    "120 – 80 - 15 = 25", "sqrt(16) = 4", "3 × 4 = 12 ✓", "Great! 3 + 4 = 7", "# 3 + 4 = 7", "€3 + €4 = €7",
+    "50¢ + 25¢ = 75¢",
 ]
 
 FALSE_FACTS = [
@@ -58,12 +60,13 @@ NOT_FACTS = [
     "x = 5", "Tom = 5 apples", "cost = 10", "total = 5 + 3", "x + 3 = 7", "x - 3 = 7", "y -3 = 7", "2x + 3 = 7",
     "2x = 10", "x^2 = 4", "f(2) = 5", "a_1 = 3", "a_{10} = 3", "3 + 4 = 7x", "2(x + 1) = 2x + 2", "n! = 120",
     "5! = 120", "1!=1", r"\binom{5}{2} = 10", "$x$-5 = 10", "2 * 5 = 10x^2", r"2\pi \cdot 3 = 6\pi", r"\sin 30 = 0.5", r"\log_2 8 = 3", "1e3 + 1 = 1001",
-    r"17 \equiv 2 \pmod 5", "|-3| = 3", "i^2 = -1",
+    r"17 \equiv 2 \pmod 5", "|-3| = 3", "| 3 - 5 | = 2", "~ 5 + 3 = 8", "2 * 3 = 6 !",
+    "i^2 = -1",
     # words that make a number part of something bigger
     "17 mod 5 = 2", "3 times 4 = 12", "half of 10 = 5", "3 more than 4 = 7", "3 + 4 = 7 thousand",
     "17 / 5 = 3 R 2", "17 / 5 = 3 remainder 2", "17 / 5 = 3 and 2/5", "3 and 1/2 * 2 = 7",
     # labels, units, conversions: two bare numbers
-    "Day 1 = 5 miles", "Day 1 = 5 + 3", "1 hour = 60 minutes", "1 = 100", "1m = 100cm", "48 = 100% + 20%",
+    "Day 1 = 5 miles", "Day 1 = 5 + 3", "Days 1-3 = 10 miles", "Days 1–3 = 10 + 5", "1 hour = 60 minutes", "1 = 100", "1m = 100cm", "48 = 100% + 20%",
     # dates, times, ranges, lists, phone numbers
     "The date is 2023-10-05.", "2023-10-05 = 2008", "It starts at 3:30.", "3:30 = 3", "The ratio 2:3 = 4:6",
     "It takes 5-10 minutes.", "Call 555-123-4567 now.", "(555) 123-4567 = 5", "1. First, add the numbers.",
