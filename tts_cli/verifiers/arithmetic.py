@@ -26,29 +26,41 @@ lean to missing a fact rather than misreading one, since a misread fact called f
 a good path:
 - a side glued to a letter, a LaTeX command or odd punctuation is dropped ("f(2) = 5", "a_1 = 3",
   "3:30", "5! = 120", "7x", "\\sin 30 = ...", "17 \\equiv 2"), and so is one next to an operator
-  word ("17 mod 5 = 2", "3 times 4 = 12", "7 thousand", "3 R 2") or a label ("Day 1 = 5 + 3");
+  word ("17 mod 5 = 2", "3 times 4 = 12", "7 thousand", "3 R 2") or a label ("Day 1 = 5 + 3",
+  "Days 1-3 = 10");
 - a run starting with an operator is the tail of an expression with a variable ("x + 3 = 7");
   a leading minus counts only when glued to its number after a clean break ("is -5 + 3 = -2");
-- "a = b" between two bare numbers is a label or a unit conversion, not arithmetic ("1 = 100");
+- "a = b" between two bare numbers is a label or a unit conversion, not arithmetic ("1 = 100"),
+  and so is a bare number equal to percents ("48 = 100% + 20%"); a calculator annotation is
+  always a computation ("<<125=125>>");
 - ambiguous forms are not facts: "-2^2" (-4 or 4?), a number before \\frac (a mixed number?),
   percents added to plain numbers ("40 - 10% = 36"), numbers with leading zeros (dates),
-  a number juxtaposed with a number ("3 1/2", "(555) 123").
+  a number juxtaposed with a number ("3 1/2", "(555) 123") or with a spaced bracket
+  ("2 (3 + 4)": a product, or a label and a sum?);
+- a bracket opened with a space after a number and left open is a remark: "= 92 (58 + 30 = 88)";
 - running totals: in a chain "2 + 3 = 5 + 1 = 6" the pair "2 + 3 = 5 + 1" reads as the writer
   meant it, "2 + 3 = 5", when the middle side starts with the left side's value.
 
 How facts are checked: numbers become exact sympy Rationals ("5.50" is 11/2, "50%" is 1/2) and
-the relation is decided exactly; square and n-th roots stay exact algebraic numbers. A stated
-result with decimals is taken as a rounding: "10 / 3 = 3.33" is true because 10/3 is within one
-unit of the last stated digit (0.01) of 3.33; this accepts rounding either way and truncation,
-and nothing looser ("0.1 * 3 = 0.4" is false). A stated integer is exact ("10 / 3 = 3" is false).
+the relation is decided exactly; square and n-th roots stay exact algebraic numbers (sympy
+decides their equalities and signs, numerically with its precision checks where no exact rule
+applies; what it cannot decide is unknown). A result written with decimals is taken as a
+rounding: "10 / 3 = 3.33" is true, as 3.33 is 10/3 rounded to nearest (ties either way) or truncated to two
+decimals; nothing looser ("10 / 3 = 3.34" and "0.1 * 3 = 0.4" are false). A result written as an
+integer is exact ("10 / 3 = 3" is false). A percent sign may also label a result:
+"0.25 * 100 = 25%" and "45 + 21 + 28 = 94%" are true (read as 25 and 94); "20 / 80 = 30%" is
+false either way. "~" (approximately) is true within one unit of the stated last digit, false
+when the sides are more than 10% apart, unknown in between.
 
 Limits, by construction rather than by timeouts (a verdict never depends on machine load): only
 the first MAX_TEXT_CHARS of a step are read and at most MAX_FACTS facts; a side has at most
 MAX_SIDE_TOKENS tokens; literals over MAX_LITERAL_DIGITS digits, intermediate values over
 MAX_BITS bits, and powers or roots that would exceed them are unknown (None), never false. So
 "9**9**9 = 1", "10^10^10 = 5", a 5,000-digit number or a 100 KB step cost next to nothing.
-LaTeX is read by the same small parser rather than latex2sympy: it keeps the variable and size
-rules above, and latex2sympy would build "10^{10^{10}}" and hang in sympy.
+LaTeX is read by the same small parser as plain text rather than by latex2sympy: one grammar
+keeps one set of rules about variables and sizes, and every value is a number computed under
+those limits (latex2sympy builds symbolic expressions, variables included, whose comparison has
+no such bound, and math-verify's timeouts only work in the main thread).
 
 Not facts (left alone): anything with a variable or a constant (pi, e, i), factorials, binomials,
 logarithms and trigonometry, absolute values, vectors and matrices, modular arithmetic.
@@ -182,7 +194,8 @@ _TOKEN = re.compile(r"""
 | (?P<line>\n|\x03)
 | (?P<number>[0-9]{1,3}(?:,[0-9]{3})+(?:\.[0-9]+)?(?![0-9])|[0-9]+(?:\.[0-9]+)?|\.[0-9]+)
 | (?P<arrow><=>|<->|==>|-->|->|=>|[⇒→⟹⟶↔⇔])
-| (?P<relation><=|>=|(?<![0-9)\]}])!=|==|[≤≥≠≈=<>]|\\(?:leq?|geq?|neq?|lt|gt|approx|leqslant|geqslant)(?![A-Za-z]))
+| (?P<relation><=|>=|(?<![0-9)\]}])!=|==|[≤≥≠≈=<>]
+             |\\(?:leq?|geq?|neq?|lt|gt|approx|leqslant|geqslant)(?![A-Za-z]))
 | (?P<operator>[-+*/^−–×·⋅∙÷]|\\(?:cdot|times|div|ast)(?![A-Za-z]))
 | (?P<percent>%)
 | (?P<lparen>[(\[{])
@@ -323,7 +336,7 @@ def _opens_a_remark(tokens: list[Token], i: int) -> bool:
 
 
 @dataclass
-class Run:
+class MathRun:
     tokens: list[Token]
     before: Token | None  # the token that ended the previous run (None: start of text)
     after: Token | None
@@ -331,7 +344,7 @@ class Run:
     before_previous: Token | None  # the token before `before`
 
 
-def _runs(tokens: list[Token]) -> list[Run]:
+def _runs(tokens: list[Token]) -> list[MathRun]:
     runs = []
     i = 0
     while i < len(tokens):
@@ -343,7 +356,7 @@ def _runs(tokens: list[Token]) -> list[Run]:
             j += 1
         chunk = tokens[i:j]
         if any(t.kind == "relation" for t in chunk):
-            runs.append(Run(chunk, tokens[i - 1] if i > 0 else None, tokens[j] if j < len(tokens) else None,
+            runs.append(MathRun(chunk, tokens[i - 1] if i > 0 else None, tokens[j] if j < len(tokens) else None,
                             tokens[j + 1] if j + 1 < len(tokens) else None, tokens[i - 2] if i > 1 else None))
         i = j
     return runs
@@ -354,7 +367,7 @@ def _starts_with_fraction(tokens: list[Token]) -> bool:
         len(tokens) >= 3 and tokens[0].kind == "number" and tokens[1].text == "/" and tokens[2].kind == "number"))
 
 
-def _left_end_is_bound(run: Run, side: list[Token]) -> bool:
+def _left_end_is_bound(run: MathRun, side: list[Token]) -> bool:
     """Whether what comes before the run's first side may belong to it (then it is dropped)."""
     before, first = run.before, side[0]
     if before is None or before.kind in ("boundary", "line", "arrow"):
@@ -364,14 +377,15 @@ def _left_end_is_bound(run: Run, side: list[Token]) -> bool:
     if before.kind == "word":
         word = before.text.lower()
         if word == "and":  # "3 and 1/2 * 2": a mixed number
-            return run.before_previous is not None and run.before_previous.kind == "number" and _starts_with_fraction(side)
+            previous = run.before_previous
+            return previous is not None and previous.kind == "number" and _starts_with_fraction(side)
         return word in _OPERATOR_WORDS or (len(word) == 1 and word not in ("a", "i"))
     if before.kind == "command":
         return before.text not in _SEPARATOR_COMMANDS
     return before.text in _BINDING_BEFORE
 
 
-def _right_end_is_bound(run: Run) -> bool:
+def _right_end_is_bound(run: MathRun) -> bool:
     """Whether what comes after the run's last side may belong to it (then it is dropped)."""
     after, following = run.after, run.after_next
     if after is None or after.kind in ("boundary", "line", "arrow"):
@@ -379,7 +393,8 @@ def _right_end_is_bound(run: Run) -> bool:
     if after.kind == "word":
         word = after.text.lower()
         if word == "and":  # "17 / 5 = 3 and 2/5": a mixed number
-            return following is not None and (following.kind in ("number", "frac") or following.text.lower() in ("a", "one", "half"))
+            return following is not None and (following.kind in ("number", "frac")
+                                              or following.text.lower() in ("a", "one", "half"))
         if word in _OPERATOR_WORDS or (len(word) == 1 and not (word == "a" and after.spaced)):
             return True  # "= 7x", "= 3 R 2", "= 7 thousand"; not "= 100 a week"
         # a glued unit is fine ("10cm") unless it is applied to something ("2sin(x)", "3x^2")
@@ -599,10 +614,15 @@ _GLUED_MINUS_STARTERS = {"is", "was", "are", "be", "get", "gets", "got", "gives"
                          "so", "then", "thus", "hence", "therefore", "and"}
 
 
-def _minus_may_start(run: Run, side: list[Token]) -> bool:
-    """A run's first side may start with a minus sign when the minus is glued to its number and
-    nothing before it could be the left operand: "x - 3 = 7" and "y -3 = 7" are not facts."""
-    if len(side) < 2 or side[1].spaced:
+def _is_minus(tok: Token) -> bool:
+    return tok.kind == "operator" and _OPERATORS[tok.text] == "-"
+
+
+def _starts_with_a_sign(run: MathRun, side: list[Token]) -> bool:
+    """Whether a run's first side starts with a minus sign rather than a subtraction: the minus is
+    glued to its number and nothing before it could be the left operand ("is -5 + 3"; not
+    "x - 3 = 7" nor "y -3 = 7")."""
+    if len(side) < 2 or not _is_minus(side[0]) or side[1].spaced:
         return False
     before = run.before
     if before is None or before.kind in ("boundary", "line", "arrow"):
@@ -614,35 +634,41 @@ def _minus_may_start(run: Run, side: list[Token]) -> bool:
     return before.text in ":,;"
 
 
-def _first_side(run: Run, side: list[Token]) -> Expr | None:
-    if not side or _left_end_is_bound(run, side):
-        return None
-    side = _trim_unmatched(side, at_start=True)
-    if not side or side[0].kind in ("operator", "percent", "rparen"):
-        if not (side and side[0].kind == "operator" and _OPERATORS[side[0].text] == "-" and _minus_may_start(run, side)):
-            return None  # the tail of an expression that started before the run: "x + 3 = 7"
-    node = _parse_side(side)
-    if node is not None and run.before is not None and run.before.kind == "word" \
-            and run.before.text.lower() not in _CONNECTIVE_WORDS and (_bare_literal(node) is not None or _is_range(side)):
-        return None  # a label: "Day 1 = 5 + 3", "Box 2 = 10 apples", "Days 1-3 = 10 miles"
-    return node
+def _follows_a_label(run: MathRun) -> bool:
+    """The run comes right after a word that may name what follows: "Day 1", "Box 2"."""
+    before = run.before
+    return before is not None and before.kind == "word" and before.text.lower() not in _CONNECTIVE_WORDS
 
 
 def _is_range(side: list[Token]) -> bool:
     """"1-3", "1–3": a glued difference of integers going up reads as a range."""
-    if len(side) != 3 or side[1].kind != "operator" or _OPERATORS[side[1].text] != "-" or side[1].spaced or side[2].spaced:
+    if len(side) != 3 or not _is_minus(side[1]) or side[1].spaced or side[2].spaced:
         return False
     low, high = side[0].text.replace(",", ""), side[2].text.replace(",", "")
     return low.isdigit() and high.isdigit() and int(low) < int(high)
 
 
-def _last_side(run: Run, side: list[Token]) -> Expr | None:
+def _first_side(run: MathRun, side: list[Token]) -> Expr | None:
+    if not side or _left_end_is_bound(run, side):
+        return None
+    side = _trim_unmatched(side, at_start=True)
+    if not side:
+        return None
+    if side[0].kind in ("operator", "percent", "rparen") and not _starts_with_a_sign(run, side):
+        return None  # the tail of an expression that started before the run: "x + 3 = 7"
+    node = _parse_side(side)
+    if node is not None and _follows_a_label(run) and (_bare_literal(node) is not None or _is_range(side)):
+        return None  # "Day 1 = 5 + 3", "Box 2 = 10 apples", "Days 1-3 = 10 miles"
+    return node
+
+
+def _last_side(run: MathRun, side: list[Token]) -> Expr | None:
     if not side or _right_end_is_bound(run):
         return None
     return _parse_side(_trim_unmatched(side, at_start=False))
 
 
-def _facts_in_run(run: Run, text: str, source: str) -> list[Fact]:
+def _facts_in_run(run: MathRun, text: str, source: str) -> list[Fact]:
     sides: list[list[Token]] = [[]]
     relations: list[str] = []
     for tok in run.tokens:
