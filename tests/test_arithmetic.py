@@ -4,7 +4,9 @@ that no reference solution of GSM8K or MATH-500 has its arithmetic called false.
 from __future__ import annotations
 
 import json
+import random
 import re
+from fractions import Fraction
 
 import pytest
 from conftest import SHARED_DATA
@@ -176,6 +178,57 @@ def test_hostile_steps_get_a_verdict(text):
 
 def test_a_long_step_is_read_up_to_a_whitespace():
     assert step_verdict("1 + 1 = 2. " * 10_000) == (1, 0)  # one fact, stated 10,000 times
+
+
+TIMES = ["*", "x", "×", "·", r"\times", r"\cdot"]
+DIVIDED = ["/", "÷", r"\div"]
+MINUS = ["-", "−", "–"]
+
+
+def random_statement(rng: random.Random, wrong: bool) -> str:
+    """"left = result": one computation in one of the spellings policies use; when `wrong`, the
+    stated result is off by one (or by a cent)."""
+    a, b = rng.randint(2, 999), rng.randint(2, 99)
+    kind = rng.choice(["+", "-", "*", "/", "frac", "percent", "money"])
+    if kind == "+":
+        left, result = f"{a} + {b}", Fraction(a + b)
+    elif kind == "-":
+        left, result = f"{a} {rng.choice(MINUS)} {b}", Fraction(a - b)
+    elif kind == "*":
+        left, result = f"{a} {rng.choice(TIMES)} {b}", Fraction(a * b)
+    elif kind == "/":
+        left, result = f"{a * b} {rng.choice(DIVIDED)} {b}", Fraction(a)
+    elif kind == "frac":
+        left, result = r"\frac{%d}{%d}" % (a * b, b), Fraction(a)
+    elif kind == "percent":
+        pct = rng.choice([10, 20, 25, 50, 75])
+        left, result = f"{pct}% of {b * 4}", Fraction(pct * b * 4, 100)
+    else:  # money, exact to the cent
+        price = Fraction(rng.randint(100, 9999), 100)
+        left, result = f"${float(price):.2f} * {b}", price * b
+    if wrong:
+        result += Fraction(1, 100) if kind == "money" else 1
+    if result.denominator != 1:
+        shown = f"{float(result):.2f}"
+    elif abs(result) >= 1000 and rng.random() < 0.5:
+        shown = f"{int(result):,}"
+    else:
+        shown = str(int(result))
+    return f"{left} = {shown}"
+
+
+CONTEXTS = ["{s}", "So {s} apples.", "${s}$", "\\[ {s} \\]", "Step 3: {s}", "- {s}", "**{s}**", "He has {s} left.",
+            "Then {s}, and that is it.", "We get {s} (the total).", "Total: {s} dollars\n\nNext"]
+
+
+@pytest.mark.parametrize("wrong", [False, True], ids=["right", "wrong"])
+def test_random_statements_in_many_spellings(wrong):
+    """Generated computations, right or off by one, in the spellings and contexts of policy output:
+    each is found, and checks true exactly when it is right."""
+    rng = random.Random(19)
+    for _ in range(400):
+        text = rng.choice(CONTEXTS).format(s=random_statement(rng, wrong))
+        assert [v for _, v in checked(text)] == [not wrong], text
 
 
 # --- the verifier: a path's verdict so far -----------------------------------------------------
