@@ -344,6 +344,10 @@ class MathRun:
     before_previous: Token | None  # the token before `before`
 
 
+def _token_at(tokens: list[Token], i: int) -> Token | None:
+    return tokens[i] if 0 <= i < len(tokens) else None
+
+
 def _runs(tokens: list[Token]) -> list[MathRun]:
     runs = []
     i = 0
@@ -356,8 +360,8 @@ def _runs(tokens: list[Token]) -> list[MathRun]:
             j += 1
         chunk = tokens[i:j]
         if any(t.kind == "relation" for t in chunk):
-            runs.append(MathRun(chunk, tokens[i - 1] if i > 0 else None, tokens[j] if j < len(tokens) else None,
-                            tokens[j + 1] if j + 1 < len(tokens) else None, tokens[i - 2] if i > 1 else None))
+            runs.append(MathRun(chunk, before=_token_at(tokens, i - 1), after=_token_at(tokens, j),
+                                after_next=_token_at(tokens, j + 1), before_previous=_token_at(tokens, i - 2)))
         i = j
     return runs
 
