@@ -73,6 +73,8 @@ def record_for(problem: Problem, result: SearchResult | None, error: str | None 
         config=result.config,
         notes=problem.notes + result.notes,
     )
+    if result.saved is not None:  # strategies that stop early say what they did not spend
+        rec["saved"] = result.saved
     return rec
 
 
