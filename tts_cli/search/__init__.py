@@ -9,10 +9,11 @@ from .common import Search
 from .cot import cot
 from .dvts import dvts
 from .majority import majority
+from .particle_filter import particle_filter
 from .scheduler import Job, Scheduler, run_search
 from .strategies import STRATEGIES
 from .types import NEEDS_VERIFIER, USES_VERIFIER, Candidate, ConfigError, Event, Node, SearchConfig, SearchResult
 
 __all__ = ["STRATEGIES", "NEEDS_VERIFIER", "USES_VERIFIER", "Candidate", "ConfigError", "Event", "Job", "Node",
-           "Scheduler", "Search", "SearchConfig", "SearchResult", "auto", "beam", "best_of_n", "cot", "dvts",
-           "majority", "run_search"]
+           "Scheduler", "Search", "SearchConfig", "SearchResult", "auto", "beam", "best_of_n",
+           "cot", "dvts", "majority", "particle_filter", "run_search"]

@@ -6,6 +6,7 @@ from .best_of_n import best_of_n
 from .cot import cot
 from .dvts import dvts
 from .majority import majority
+from .particle_filter import particle_filter
 
 STRATEGIES = {
     "cot": cot,
@@ -14,4 +15,5 @@ STRATEGIES = {
     "beam": beam,
     "dvts": dvts,
     "auto": auto,
+    "particle-filter": particle_filter,
 }

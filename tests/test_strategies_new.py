@@ -1,0 +1,92 @@
+"""Particle filtering, adaptive consistency and DeepConf, pinned on the scripted fake engine."""
+
+import itertools
+import string
+
+import pytest
+
+from fake_engine import FakeEngine, ScoreInTextVerifier
+from tts_cli.search import STRATEGIES, Job, Scheduler, SearchConfig, run_search
+
+
+def nth_path(make_step):
+    """A script over whole paths in the order they are started: path i (a letter) is named by
+    its first step, and make_step(i, depth) gives its step at each depth (1 is the first)."""
+    count = itertools.count()
+
+    def script(steps, branch):
+        if not steps:
+            i = next(count)  # more paths than scripted: IndexError, the test fails
+            return make_step(i, 1, f"begin {string.ascii_lowercase[i]} ")
+        i = string.ascii_lowercase.index(steps[0].split()[1])
+        return make_step(i, len(steps) + 1, "")
+    return script
+
+
+def one_step_answers(answers, scores=None):
+    """Path i answers answers[i] in one step, scored scores[i] (0.5 if not given)."""
+    return nth_path(lambda i, depth, name: (f"{name}The answer is \\boxed{{{answers[i]}}} |{(scores or [0.5] * 99)[i]}",
+                                            "eos"))
+
+
+# --- particle filtering ------------------------------------------------------------------
+
+def lineage_script(first_scores, finish_depth=3, answers=None):
+    """Branch b's first step is scored first_scores[b]; its descendants keep its name, score 0.5
+    and answer answers[b] (default: b) at finish_depth."""
+    def script(steps, branch):
+        if not steps:
+            return f"line{branch} |{first_scores[branch]}\n\n", "stop"
+        line = int(steps[0][4:steps[0].index(" ")])
+        if len(steps) + 1 >= finish_depth:
+            return f"so \\boxed{{{(answers or range(99))[line]}}} |0.5", "eos"
+        return f"more {len(steps)}.{branch} |0.5\n\n", "stop"
+    return script
+
+
+def test_particle_filter_resamples_toward_high_scoring_particles():
+    # one good start (0.95) among three poor ones (0.05), all scored alike afterwards: a vote
+    # over independent paths says 5, resampling replaces the poor particles with forks of the good
+    engine, verifier = FakeEngine(lineage_script([0.95, 0.05, 0.05, 0.05], answers=[7, 5, 5, 5])), ScoreInTextVerifier()
+    result = run_search("particle-filter", "p", engine, verifier, SearchConfig(n=4))
+    first = [x for x in result.tree if x.depth == 1]
+    good = next(x for x in first if x.score == 0.95)
+    assert all(x.state == "pruned" for x in first if x is not good)
+    assert all(result.tree[x.parent] is good for x in result.tree if x.depth == 2)
+    assert result.answer == "7" and len(result.candidates) == 4
+    bon = run_search("best-of-n", "p", FakeEngine(lineage_script([0.95, 0.05, 0.05, 0.05], answers=[7, 5, 5, 5])),
+                     ScoreInTextVerifier(), SearchConfig(n=4))
+    assert bon.answer == "5"
+    assert not engine.live and not verifier.open
+
+
+def uneven_script(steps, branch):
+    """Scores by branch, so resampling has real choices; paths finish at depths 2 to 5."""
+    score = [0.8, 0.6, 0.4, 0.2, 0.7, 0.5][branch]
+    depth = len(steps) + 1
+    if depth >= 2 + (len(steps[0]) if steps else 0) % 4:
+        return f"\\boxed{{{branch}}} |{score}", "eos"
+    return f"step {depth}.{branch}{'x' * branch} |{score}\n\n", "stop"
+
+
+def tree_shape(result):
+    return [(x.parent, x.step, x.state) for x in result.tree]
+
+
+def test_particle_filter_holds_at_most_n_sequences_and_is_reproducible_by_seed():
+    shapes = []
+    for seed in [0, 0, 1, 2, 3, 4, 5]:
+        engine = FakeEngine(uneven_script)
+        result = run_search("particle-filter", "p", engine, ScoreInTextVerifier(), SearchConfig(n=6, seed=seed))
+        assert engine.peak_live <= 6 and not engine.live
+        assert len(result.candidates) == 6  # every particle ends as a candidate
+        shapes.append(tree_shape(result))
+    assert shapes[0] == shapes[1]  # the same seed: the same search
+    assert len({repr(s) for s in shapes}) > 2  # other seeds resample differently
+
+
+def test_particle_filter_stops_at_the_step_limit():
+    engine = FakeEngine(lambda steps, branch: (f"more |0.{branch + 1}\n\n", "stop"))
+    result = run_search("particle-filter", "p", engine, ScoreInTextVerifier(), SearchConfig(n=3, max_steps=4))
+    assert [c.finish_reason for c in result.candidates] == ["max_steps"] * 3
+    assert not engine.live
