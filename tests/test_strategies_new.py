@@ -7,6 +7,7 @@ import pytest
 
 from fake_engine import FakeEngine, ScoreInTextVerifier
 from tts_cli.search import STRATEGIES, Job, Scheduler, SearchConfig, run_search
+from tts_cli.search.adaptive import prob_leader_is_mode
 
 
 def nth_path(make_step):
@@ -90,3 +91,55 @@ def test_particle_filter_stops_at_the_step_limit():
     result = run_search("particle-filter", "p", engine, ScoreInTextVerifier(), SearchConfig(n=3, max_steps=4))
     assert [c.finish_reason for c in result.candidates] == ["max_steps"] * 3
     assert not engine.live
+
+
+# --- adaptive consistency ----------------------------------------------------------------
+
+def test_the_beta_stopping_rule():
+    assert prob_leader_is_mode(4, 0) == pytest.approx(1 - 0.5 ** 5, abs=1e-4)  # 4 of 4 agree: 0.97
+    assert prob_leader_is_mode(3, 1) == pytest.approx(26 / 32, abs=1e-4)  # P(Binomial(5, 1/2) < 4)
+    assert prob_leader_is_mode(2, 2) == pytest.approx(0.5, abs=1e-4)
+
+
+def test_majority_adaptive_stops_when_the_first_wave_agrees_and_says_what_it_saved():
+    engine = FakeEngine(one_step_answers(["7"] * 16))
+    result = run_search("majority-adaptive", "p", engine, None, SearchConfig(n=16))  # waves of 4
+    assert result.answer == "7" and len(result.candidates) == 4
+    path_tokens = len(result.candidates[0].text) // 4
+    assert result.saved == {"paths_not_sampled": 12, "paths_stopped_early": 0,
+                            "tokens_saved_estimate": 12 * path_tokens}
+    assert result.as_dict()["saved"] == result.saved
+    assert any("stopped after 4 of 16" in note for note in result.notes)
+    assert not engine.live
+
+
+def test_majority_adaptive_samples_the_whole_budget_when_votes_split():
+    engine = FakeEngine(one_step_answers(["1", "2"] * 4))  # a ninth path would raise
+    result = run_search("majority-adaptive", "p", engine, None, SearchConfig(n=8))
+    assert len(result.candidates) == 8 and result.saved["paths_not_sampled"] == 0
+    assert not engine.live
+
+
+def test_adaptive_stops_when_the_paths_left_cannot_overtake_the_leader():
+    # 4 to 1 with one path left: 5 cannot win, though 4:1 alone would not pass the Beta test
+    engine = FakeEngine(one_step_answers(["7", "5", "7", "7", "7", "5"]))
+    result = run_search("majority-adaptive", "p", engine, None, SearchConfig(n=6, wave=5))
+    assert result.answer == "7" and len(result.candidates) == 5
+    assert any("cannot be overtaken" in note for note in result.notes)
+
+
+def test_best_of_n_adaptive_weighs_the_votes_by_verifier_scores():
+    sure = run_search("best-of-n-adaptive", "p", FakeEngine(one_step_answers(["7"] * 8, [0.95] * 8)),
+                      ScoreInTextVerifier(), SearchConfig(n=8, wave=4))
+    unsure = run_search("best-of-n-adaptive", "p", FakeEngine(one_step_answers(["7"] * 8, [0.3] * 8)),
+                        ScoreInTextVerifier(), SearchConfig(n=8, wave=4))
+    assert len(sure.candidates) == 4 and sure.saved["paths_not_sampled"] == 4
+    assert len(unsure.candidates) == 8  # four agreeing paths the verifier doubts are not enough
+
+
+@pytest.mark.parametrize("selection,answer", [("vote", "5"), ("max", "7")])
+def test_best_of_n_adaptive_answers_by_prm_vote_or_prm_max(selection, answer):
+    script = one_step_answers(["7", "5", "5", "9"], [0.9, 0.6, 0.6, 0.1])
+    result = run_search("best-of-n-adaptive", "p", FakeEngine(script), ScoreInTextVerifier(),
+                        SearchConfig(n=4, wave=2, selection=selection))
+    assert result.answer == answer

@@ -1,5 +1,6 @@
 """The strategies by name (what --strategy and the scheduler accept)."""
 
+from .adaptive import best_of_n_adaptive, majority_adaptive
 from .auto import auto
 from .beam import beam
 from .best_of_n import best_of_n
@@ -16,4 +17,6 @@ STRATEGIES = {
     "dvts": dvts,
     "auto": auto,
     "particle-filter": particle_filter,
+    "majority-adaptive": majority_adaptive,
+    "best-of-n-adaptive": best_of_n_adaptive,
 }

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import Callable
 
-NEEDS_VERIFIER = {"best-of-n", "beam", "dvts", "particle-filter"}  # cannot run without one
+NEEDS_VERIFIER = {"best-of-n", "beam", "dvts", "particle-filter", "best-of-n-adaptive"}  # cannot run without one
 USES_VERIFIER = NEEDS_VERIFIER | {"auto"}  # auto scores its probe when it has one
 
 AGGREGATIONS = ("last", "min", "avg", "prod")
