@@ -143,3 +143,34 @@ def test_best_of_n_adaptive_answers_by_prm_vote_or_prm_max(selection, answer):
     result = run_search("best-of-n-adaptive", "p", FakeEngine(script), ScoreInTextVerifier(),
                         SearchConfig(n=4, wave=2, selection=selection))
     assert result.answer == answer
+
+
+# --- deepconf ----------------------------------------------------------------------------
+
+def test_deepconf_stops_an_unsure_path_early_and_leaves_unsure_paths_out_of_the_vote():
+    def make_step(i, depth, name):
+        if i < 3:  # warm-up: confident paths (threshold between e^-0.3 and e^-0.2), answer 7
+            return ((f"{name}first step\n\n", "stop", -0.1 * (i + 1)) if depth < 3
+                    else ("so the answer is \\boxed{7}", "eos", -0.1 * (i + 1)))
+        if i == 3:  # confident first step, then it loses its way: stopped before it answers
+            return (f"{name}first step\n\n", "stop", -0.1) if depth == 1 else ("I wonder, perhaps\n\n", "stop", -3.0)
+        return f"{name}The answer is \\boxed{{5}}", "eos", -2.0  # unsure guesses: the plain majority
+    engine = FakeEngine(nth_path(make_step))
+    result = run_search("deepconf", "p", engine, None, SearchConfig(n=8, warmup=3, confidence_window=4))
+    stopped = [x for x in result.tree if x.state == "pruned"]
+    assert len(stopped) == 1 and stopped[0].depth == 2 and "confidence" in stopped[0].reason
+    assert sorted(c.answer for c in result.candidates) == ["5"] * 4 + ["7"] * 3  # 5 has the most paths...
+    assert result.answer == "7" and "5" not in result.votes  # ...but too little confidence to vote
+    assert result.saved["paths_stopped_early"] == 1 and result.saved["tokens_saved_estimate"] > 0
+    assert not engine.live
+
+
+def test_deepconf_falls_back_to_majority_when_no_confident_path_answered():
+    def make_step(i, depth, name):
+        if i == 0:
+            return f"{name}I am not sure.", "eos", -0.1  # the most confident path gives no answer
+        return f"{name}The answer is \\boxed{{3}}", "eos", -0.5
+    result = run_search("deepconf", "p", FakeEngine(nth_path(make_step)), None,
+                        SearchConfig(n=4, warmup=2, confidence_percentile=100))
+    assert result.answer == "3"
+    assert any("plain majority" in note for note in result.notes)

@@ -8,6 +8,7 @@ from .beam import beam
 from .best_of_n import best_of_n
 from .common import Search
 from .cot import cot
+from .deepconf import deepconf
 from .dvts import dvts
 from .majority import majority
 from .particle_filter import particle_filter
@@ -17,4 +18,4 @@ from .types import NEEDS_VERIFIER, USES_VERIFIER, Candidate, ConfigError, Event,
 
 __all__ = ["STRATEGIES", "NEEDS_VERIFIER", "USES_VERIFIER", "Candidate", "ConfigError", "Event", "Job", "Node",
            "Scheduler", "Search", "SearchConfig", "SearchResult", "auto", "beam", "best_of_n", "best_of_n_adaptive",
-           "cot", "dvts", "majority", "majority_adaptive", "particle_filter", "run_search"]
+           "cot", "deepconf", "dvts", "majority", "majority_adaptive", "particle_filter", "run_search"]

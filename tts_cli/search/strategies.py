@@ -5,6 +5,7 @@ from .auto import auto
 from .beam import beam
 from .best_of_n import best_of_n
 from .cot import cot
+from .deepconf import deepconf
 from .dvts import dvts
 from .majority import majority
 from .particle_filter import particle_filter
@@ -19,4 +20,5 @@ STRATEGIES = {
     "particle-filter": particle_filter,
     "majority-adaptive": majority_adaptive,
     "best-of-n-adaptive": best_of_n_adaptive,
+    "deepconf": deepconf,
 }
