@@ -174,3 +174,37 @@ def test_deepconf_falls_back_to_majority_when_no_confident_path_answered():
                         SearchConfig(n=4, warmup=2, confidence_percentile=100))
     assert result.answer == "3"
     assert any("plain majority" in note for note in result.notes)
+
+
+# --- many searches at once ---------------------------------------------------------------
+
+def per_problem(steps, branch, prompt):
+    """Problem "k": two steps, then the answer k (confidently, and well scored)."""
+    k = prompt.rsplit("problem ", 1)[1].split()[0]
+    if len(steps) >= 1:
+        return f"\\boxed{{{k}}} |0.9", "eos"
+    return f"work on {k}, branch {branch} |0.{branch + 1}\n\n", "stop"
+
+
+def test_the_new_strategies_run_side_by_side_in_the_scheduler_and_release_everything(monkeypatch):
+    names = ["particle-filter", "majority-adaptive", "best-of-n-adaptive", "deepconf"]
+    reserved_at_end: list[int] = []  # the slots each search still held when it returned
+
+    def recording(strategy):
+        def run(search, config):
+            result = yield from strategy(search, config)
+            reserved_at_end.append(search.reserved)
+            return result
+        return run
+    for name in names:
+        monkeypatch.setitem(STRATEGIES, name, recording(STRATEGIES[name]))
+    engine, verifier = FakeEngine(per_problem, n_seq_max=16), ScoreInTextVerifier()
+    jobs = [Job(f"problem {k} ?", name, SearchConfig(n=8), tag=(name, k)) for k in range(3) for name in names]
+    scheduler = Scheduler(engine, verifier, max_searches=4)
+    results = {job.tag: r for job, r in scheduler.run(jobs)}
+    for (name, k), r in results.items():
+        assert not isinstance(r, Exception), r
+        assert r.answer == str(k), name
+    assert scheduler.peak_searches > 1 and engine.peak_live <= 16
+    assert reserved_at_end == [0] * len(jobs)  # each search gave back every slot it reserved
+    assert not engine.live and not verifier.open

@@ -15,7 +15,7 @@ O = typer.Option
 RUN = {
     "config": (Optional[Path], O(None, "--config", help="YAML recipe of search options (flags override it).")),
     "policy": (Optional[str], O(None, "--policy", help="Policy model: a models.yaml name or a .gguf path (default: bundled SmolLM2-135M-Instruct).")),
-    "prm": (Optional[str], O(None, "--prm", help="Verifier: judge, confidence, a models.yaml PRM name, or a .gguf path (default for best-of-n/beam/dvts: judge).")),
+    "prm": (Optional[str], O(None, "--prm", help="Verifier: judge, confidence, a models.yaml PRM name, or a .gguf path (default for the strategies that need one: judge).")),
     "temperature": (Optional[float], O(None, "--temperature", help="Sampling temperature (default 0.7; cot is greedy).")),
     "max_steps": (Optional[int], O(None, "--max-steps", help="Steps per path (default 40).")),
     "max_step_tokens": (Optional[int], O(None, "--max-step-tokens", help="Tokens per step (default 256).")),
@@ -29,7 +29,7 @@ RUN = {
 
 # The search itself: solve and grade (compare and calibrate choose these per run).
 SEARCH = {
-    "strategy": (Optional[str], O(None, "--strategy", "-s", help="cot, majority, best-of-n, beam, dvts or auto (default: beam).")),
+    "strategy": (Optional[str], O(None, "--strategy", "-s", help="cot, majority, best-of-n, beam, dvts, auto, particle-filter, majority-adaptive, best-of-n-adaptive or deepconf (default: beam); their options can be set in a --config recipe.")),
     "n": (Optional[int], O(None, "--n", help="Budget N: sampled paths or beams (default 4).")),
     "beam_width": (Optional[int], O(None, "--beam-width", "-m", help="Beam width M for beam and dvts (default 4).")),
     "top_p": (Optional[float], O(None, "--top-p", help="Nucleus sampling (default 1.0).")),

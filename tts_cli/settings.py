@@ -16,7 +16,9 @@ class SettingsError(Exception):
 
 STRATEGY_NAMES = list(STRATEGIES)
 SEARCH_KEYS = ("n", "beam_width", "temperature", "top_p", "top_k", "max_steps", "max_step_tokens",
-               "aggregation", "selection", "lookahead", "seed", "profile", "probe", "prompt")
+               "aggregation", "selection", "lookahead", "seed", "profile", "probe", "prompt",
+               "resample_temperature", "wave", "stop_threshold", "warmup", "confidence_percentile",
+               "confidence_window")
 RUN_KEYS = ("strategy", "policy", "prm", "gpu_layers", "threads", "context_per_path", "models_file")
 RUN_DEFAULTS = {"strategy": "beam", "policy": None, "prm": None, "gpu_layers": None, "threads": None,
                 "context_per_path": None, "models_file": None}
