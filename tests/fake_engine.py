@@ -2,7 +2,8 @@
 
 A script is a function (steps so far, branch) -> (step text, stop reason), where `branch` is the
 sequence's index among the children it was forked with (0 for the sequence that continues);
-a script with a third parameter also gets the prompt the sequence started from.
+a script with a third parameter also gets the prompt the sequence started from. A script may
+return a third value, the log-probability of every token of the step (default -0.1).
 A step takes one `advance` per 4 characters of its text (at least one), so steps of different
 lengths end at different times, as on the real engine. Like the real engine it has a fixed
 number of sequence slots and a context limit per sequence (a step that would outgrow it ends
@@ -42,7 +43,7 @@ class FakeSeq:
 
 class _FakeBatch:
     def __init__(self, items):
-        self.items = items  # [seq, text, reason, tokens left]
+        self.items = items  # [seq, text, reason, tokens left, token log-prob]
         self.live = [i for i, it in enumerate(items) if it[3] > 0]
 
     @property
@@ -51,9 +52,9 @@ class _FakeBatch:
 
     def steps(self):
         out = []
-        for seq, text, reason, _ in self.items:
+        for seq, text, reason, _, logprob in self.items:
             n = max(1, len(text) // 4)
-            out.append(Step(text=text, tokens=[1] * n, logprobs=[-0.1] * n, stop_reason=reason))
+            out.append(Step(text=text, tokens=[1] * n, logprobs=[logprob] * n, stop_reason=reason))
         return out
 
 
@@ -102,8 +103,8 @@ class FakeEngine:
         items = []
         for s in seqs:
             assert not s.released
-            text, reason = (self.script(s.steps, s.branch, s.prompt) if self._takes_prompt
-                            else self.script(s.steps, s.branch))
+            text, reason, *logprob = (self.script(s.steps, s.branch, s.prompt) if self._takes_prompt
+                                      else self.script(s.steps, s.branch))
             n = max(1, len(text) // 4)
             if s.n_tokens + n > self.n_ctx:  # the context is full: the step stops where it is
                 n = max(0, self.n_ctx - s.n_tokens)
@@ -111,7 +112,7 @@ class FakeEngine:
             s.steps.append(text)
             s.n_tokens += n
             s.branch = 0
-            items.append([s, text, reason, n])
+            items.append([s, text, reason, n, logprob[0] if logprob else -0.1])
         return _FakeBatch(items)
 
     def advance(self, batches):

@@ -13,7 +13,7 @@ import yaml
 
 from fake_engine import FakeEngine, ScoreInTextVerifier
 from tts_cli.difficulty_model import FEATURES, fit_difficulty_model, predict_bin, probe_features
-from tts_cli.grading import answers_match
+from tts_cli.answers import answers_match
 from tts_cli.pools import (NO_ANSWER, Pool, PoolError, bootstrap_interval, choose_profile, choose_setting,
                            decision_bins, evaluate_profile_on_heldout, expected_accuracy, heldout_ids,
                            paired_difference, pools_from_records, record_accuracies)

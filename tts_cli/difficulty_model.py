@@ -26,7 +26,7 @@ from typing import Mapping, Sequence
 import numpy as np
 
 from .difficulty import BIN_NAMES, Bins, agreement
-from .grading import answers_match
+from .answers import answers_match
 
 FEATURES = ("agreement", "answered", "mean_score", "max_score", "top_share")
 SKLEARN_HINT = "fitting the difficulty model needs scikit-learn: pip install 'tts_cli[train]'"

@@ -49,6 +49,8 @@ def record_for(problem: Problem, result: SearchResult | None, error: str | None 
         notes=problem.notes + result.notes,
         seconds=result.compute.get("seconds"),
     )
+    if result.saved is not None:  # strategies that stop early say what they did not spend
+        rec["saved"] = result.saved
     return rec
 
 

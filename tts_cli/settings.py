@@ -58,7 +58,8 @@ class ModelSettings:
 class RunSettings:
     """A strategy, its search configuration and its models: one run."""
 
-    strategy: Text = setting("beam", "cot, majority, best-of-n, beam, dvts or auto.", short="-s")
+    strategy: Text = setting("beam", "cot, majority, best-of-n, beam, dvts, auto, particle-filter, majority-adaptive, "
+                                     "best-of-n-adaptive or deepconf.", short="-s")
     search: SearchConfig = dataclasses.field(default_factory=SearchConfig)
     models: ModelSettings = dataclasses.field(default_factory=ModelSettings)
 

@@ -15,7 +15,7 @@ from typing import Any, Iterable, NamedTuple
 
 import numpy as np
 
-from ..grading import answers_match
+from ..answers import answers_match
 from ..search.common import aggregate
 from ..search.types import AGGREGATIONS
 

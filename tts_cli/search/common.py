@@ -122,6 +122,11 @@ class Run:
             return []
         return [path] + [Path(seq, path.node) for seq in self.engine.fork(path.seq, k - 1)]
 
+    def fork(self, path: Path, k: int) -> list[Path]:
+        """k new paths from `path`, which stays as it is (strategies that sample in waves fork
+        each wave from the root and keep it for the next)."""
+        return [Path(seq, path.node) for seq in self.engine.fork(path.seq, k)]
+
     def release(self, paths: list[Path]) -> None:
         for p in paths:
             self.engine.release(p.seq)
@@ -145,6 +150,10 @@ class Run:
 
     def path_text(self, node: Node) -> str:
         return "".join(n.step for n in self.path_nodes(node))
+
+    def path_tokens(self, node: Node) -> int:
+        """Tokens the policy generated for the path ending at `node`."""
+        return sum(n.tokens for n in self.path_nodes(node))
 
     # --- stepping ----------------------------------------------------------------------------
     def generate(self, seqs: list[Sequence]):
@@ -241,6 +250,17 @@ class Run:
         """The verifier may drop its state for nodes no path will extend."""
         if self.verifier is not None:
             self.verifier.forget(self.key, node_ids)
+
+    def saved(self, paths_not_sampled: int = 0, stopped: list[Node] = ()) -> dict:
+        """What the search did not spend against sampling all N paths to their end. A full path
+        is estimated at the mean generated tokens of this search's finished paths: each path
+        never sampled saves one, each path stopped early what it had left of one (nothing if it
+        was already longer). Policy tokens only: the verifier's tokens for them are saved too."""
+        lengths = [self.path_tokens(n) for n in self.finished]
+        full = sum(lengths) / len(lengths) if lengths else 0.0
+        left = sum(max(0.0, full - self.path_tokens(n)) for n in stopped)
+        return {"paths_not_sampled": paths_not_sampled, "paths_stopped_early": len(stopped),
+                "tokens_saved_estimate": round(full * paths_not_sampled + left)}
 
     # --- answers -----------------------------------------------------------------------------
     def candidates(self) -> list[Candidate]:

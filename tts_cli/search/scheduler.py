@@ -62,7 +62,7 @@ def slots_needed(strategy: str, config: SearchConfig) -> int:
 def verifier_slots_needed(strategy: str, config: SearchConfig) -> int:
     """Verifier sequences a search may hold: a prefix, each scored node until its children are
     scored (2N), lookahead rollouts (N), and a throwaway query fork each."""
-    if strategy in ("cot", "majority"):
+    if strategy in ("cot", "majority", "majority-adaptive", "deepconf"):
         return 0
     return 1 + config.n * (3 if config.lookahead else 2) + config.n
 

@@ -7,7 +7,7 @@ from typing import Annotated, Callable, Literal, Optional
 
 from pydantic import Field
 
-NEEDS_VERIFIER = {"best-of-n", "beam", "dvts"}  # cannot run without one
+NEEDS_VERIFIER = {"best-of-n", "beam", "dvts", "particle-filter", "best-of-n-adaptive"}  # cannot run without one
 USES_VERIFIER = NEEDS_VERIFIER | {"auto"}  # auto scores its probe when it has one
 
 AGGREGATIONS = ("last", "min", "avg", "prod")
@@ -73,6 +73,19 @@ class SearchConfig:
                                             "policy and --prm).")
     probe: Optional[Positive] = setting(None, "auto: probe paths that predict the difficulty (default N/4, "
                                               "between 2 and 4; they count in N).")
+    resample_temperature: Annotated[float, Field(gt=0.0, le=100.0, allow_inf_nan=False, strict=True)] = setting(
+        1.0, "particle-filter: resampling weights are softmax(logit(path score) / T); 1 weighs a particle by its "
+             "odds score / (1 - score), as its_hub does; higher flattens, lower sharpens.")
+    wave: Optional[Positive] = setting(None, "majority-adaptive, best-of-n-adaptive: paths sampled per wave "
+                                             "(default max(2, N/4)).")
+    stop_threshold: Annotated[float, Field(gt=0.5, le=1.0, allow_inf_nan=False, strict=True)] = setting(
+        0.95, "Adaptive strategies: stop once the probability that the leading answer is the mode reaches this.")
+    warmup: Optional[Positive] = setting(None, "deepconf: paths that set the confidence threshold (count in N; "
+                                               "default max(2, N/4)).")
+    confidence_percentile: Annotated[float, Field(ge=0.0, le=100.0, allow_inf_nan=False, strict=True)] = setting(
+        10.0, "deepconf: the threshold is this percentile of the warm-up paths' confidences (10 keeps about 90% "
+              "of paths, DeepConf-high; 90 about 10%, DeepConf-low).")
+    confidence_window: Positive = setting(32, "deepconf: tokens per sliding confidence window.")
 
     def validate(self, strategy: str) -> None:
         if self.n < 1:
@@ -97,6 +110,18 @@ class SearchConfig:
             raise ConfigError(f"prompt must be auto, chat or few-shot, got {self.prompt!r}")
         if self.probe is not None and self.probe < 1:
             raise ConfigError(f"probe must be >= 1, got {self.probe}")
+        if self.resample_temperature <= 0:
+            raise ConfigError(f"resample temperature must be > 0, got {self.resample_temperature}")
+        if self.wave is not None and self.wave < 1:
+            raise ConfigError(f"wave must be >= 1, got {self.wave}")
+        if not 0.5 < self.stop_threshold <= 1.0:  # at 0.5 or below, any lead at all would stop
+            raise ConfigError(f"stop threshold must be in (0.5, 1], got {self.stop_threshold}")
+        if self.warmup is not None and self.warmup < 1:
+            raise ConfigError(f"warmup must be >= 1, got {self.warmup}")
+        if not 0.0 <= self.confidence_percentile <= 100.0:
+            raise ConfigError(f"confidence percentile must be in [0, 100], got {self.confidence_percentile}")
+        if self.confidence_window < 1:
+            raise ConfigError(f"confidence window must be >= 1, got {self.confidence_window}")
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -193,6 +218,9 @@ class SearchResult:
     verifier: str | None = None
     notes: list[str] = field(default_factory=list)
     auto: dict | None = None  # --strategy auto: what was chosen, for which predicted difficulty, why
+    # strategies that stop early: what they did not spend against N paths run to the end
+    # (paths_not_sampled, paths_stopped_early, tokens_saved_estimate; Run.saved says how)
+    saved: dict | None = None
 
     def as_dict(self) -> dict:
         return {
@@ -207,4 +235,5 @@ class SearchResult:
             "compute": self.compute,
             "notes": self.notes,
             **({"auto": self.auto, "predicted_difficulty": self.auto.get("difficulty")} if self.auto else {}),
+            **({"saved": self.saved} if self.saved is not None else {}),
         }
