@@ -1,0 +1,24 @@
+"""The `tts` command: a thin client of the library. Each command parses its flags (derived from
+the settings classes in cli_options.py), calls the library, and renders; nothing else.
+
+- common.py: the app, the consoles, errors and interrupts
+- run.py: solve, grade, compare, calibrate
+- train.py: train-prm
+- models.py: models list/info/pull, bench
+"""
+
+from __future__ import annotations
+
+from . import models, run, train  # noqa: F401 - registers the commands
+from .common import app
+
+__all__ = ["app", "main"]
+
+
+def main() -> None:
+    import sys
+
+    from ..cli_options import normalize_argv
+    from ..engine import handle_termination
+    handle_termination()  # SIGTERM stops a run as Ctrl-C does: finished work kept, exit 143
+    app(args=normalize_argv(sys.argv[1:]), prog_name="tts")

@@ -1,0 +1,184 @@
+"""The commands that run searches: solve, grade, compare, calibrate."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from ..cli_options import BATCH, CONFIG, MODELS, PATHS, SEARCH, STRATEGY, pick, with_options, without
+from ..settings import STRATEGY_NAMES, SettingsError, build_batch, build_run, parse_float_list, parse_int_list, parse_names
+from .common import USER_ERRORS, app, console, err_console, fail, interrupted, say
+
+
+@app.command()
+@with_options(CONFIG, STRATEGY, SEARCH, MODELS)
+def solve(
+    problem: Optional[str] = typer.Argument(None, help="The problem text; or use --file."),
+    file: Optional[str] = typer.Option(None, "--file", "-f", help="Read the problem from a file ('-' for stdin)."),
+    as_json: bool = typer.Option(False, "--json", help="Print exactly one JSON object on stdout."),
+    no_live: bool = typer.Option(False, "--no-live", help="No live tree (also off when stdout is not a terminal)."),
+    tree: bool = typer.Option(False, "--tree", help="Print the whole search tree at the end (--json always has it)."),
+    **opts,
+):
+    """Solve one problem with a test-time search, showing the search tree as it grows.
+
+    Examples:
+      tts solve "What is 15 + 27?"
+      tts solve --strategy beam --n 16 --prm confidence "Find x if 2x + 3 = 11."
+      tts solve --file problem.txt --config recipes/beam-n16.yaml --json
+      tts solve --strategy dvts --n 16 --tree "What is 7 * 8?"
+    """
+    from ..live import LiveView, render_tree, result_panel
+    from ..settings import DRAW_SEED, draw_seed, read_problem_text, with_seed
+    from ..solver import solve_text
+    try:
+        settings = build_run(opts["config"], opts)
+        if settings.search.seed == DRAW_SEED:
+            settings = with_seed(settings, draw_seed())
+            if not as_json:
+                say(f"seed: drew {settings.search.seed} (--seed {settings.search.seed} repeats this search)")
+        text = read_problem_text(problem, file)
+        title = f"{settings.strategy} N={settings.search.n}"
+        if console.is_terminal and not no_live and not as_json:
+            from rich.live import Live  # transient: the view cut to the terminal goes; --tree prints it all
+            with Live(console=console, refresh_per_second=8, transient=True) as live:
+                result = solve_text(settings, text, LiveView(live, title))
+        else:
+            result = solve_text(settings, text)
+    except USER_ERRORS as e:
+        fail(str(e))
+    if as_json:
+        from ..results import json_line
+        print(json_line(result.as_dict()), end="")
+        return
+    if tree:
+        console.print(render_tree(result.tree, title, width=console.size.width))
+    console.print(result_panel(result))
+
+
+@app.command()
+@with_options(CONFIG, STRATEGY, SEARCH, MODELS, BATCH)
+def grade(
+    data: Path = typer.Argument(..., help="JSONL problem set (MATH-500, AIME24, GSM8K, or --problem-key/--answer-key)."),
+    out: Path = typer.Option(..., "--out", "-o", help="Results JSONL; rerunning with the same file resumes."),
+    **opts,
+):
+    """Grade a JSONL problem set; one result line per problem, appended as each finishes.
+
+    Examples:
+      tts grade benchmarks/data/arith-test.jsonl --out runs/cot.jsonl --strategy cot --prompt few-shot --limit 20
+      tts grade math500.jsonl --out beam16.jsonl --config recipes/beam-n16.yaml --concurrency 8
+      tts grade math500.jsonl --out beam16.jsonl --strategy beam --n 16 --ray 10.0.0.1:6379
+    """
+    from ..batch import Run
+    from ..render import grade_summary
+    try:
+        settings = build_run(opts["config"], opts)
+        summary = run_batch(data, {"": Run(out, settings)}, opts)[""]
+    except USER_ERRORS as e:
+        fail(str(e))
+    grade_summary(console, summary, out)
+    if summary.interrupted:
+        interrupted(f"{summary.written} new records this run, {len(summary.records)} of this data set's problems "
+                    f"in all, are in {out}", summary.interrupted)
+
+
+def run_batch(data: Path, runs: dict, opts: dict) -> dict:
+    """batch.run_grade with the shared flags, a progress bar, and status lines on stderr."""
+    from ..batch import run_grade
+    from ..render import GradeProgress
+    return run_grade(data, runs, build_batch(opts), progress=GradeProgress(err_console), say=say,
+                     inputs=tuple(p for p in [opts.get("config")] if p))
+
+
+@app.command()
+@with_options(CONFIG, MODELS, PATHS, pick(SEARCH, "top_p", "top_k", "beam_width", "aggregation", "selection",
+                                              "lookahead", "profile", "probe"), BATCH)
+def compare(
+    data: Path = typer.Argument(..., help="JSONL problem set."),
+    strategies: str = typer.Option("cot,majority,best-of-n,beam,dvts", "--strategies", help="Comma-separated strategies."),
+    budgets: str = typer.Option("4,16,64", "--budgets", help="Comma-separated budgets N."),
+    out: Path = typer.Option(..., "--out", "-o", help="Folder for results files, summary.json and the plot."),
+    **opts,
+):
+    """Accuracy against compute for several strategies and budgets; writes a plot.
+
+    Every (strategy, budget) runs over the same problems in one stream of concurrent searches:
+    a problem's prompt is prefilled once for all of them.
+
+    Example:
+      tts compare benchmarks/data/arith-test.jsonl --limit 20 --strategies cot,majority,beam --budgets 4,8 --prm confidence --prompt few-shot --out runs/cmp
+    """
+    from ..compare import plan_runs, prepare_folder, write_summary
+    from ..render import compare_table
+    try:
+        names = parse_names(strategies, "--strategies", STRATEGY_NAMES, "strategy")
+        ns = parse_int_list(budgets, "--budgets")
+        build_batch(opts)
+        base = build_run(opts["config"], opts, strategy="majority")
+        prepare_folder(out)
+        runs = plan_runs(names, ns, out, base, say)
+        summaries = run_batch(data, runs, opts)
+        how = next((s.interrupted for s in summaries.values() if s.interrupted), None)
+        if how:
+            interrupted(f"finished problems are in {out}", how)
+        rows, table5 = write_summary(data, runs, summaries, out)
+    except USER_ERRORS as e:
+        fail(str(e))
+    compare_table(console, data, rows, table5, out)
+
+
+@app.command()
+@with_options(CONFIG, MODELS, PATHS, pick(SEARCH, "top_p", "top_k"), without(BATCH, "skip_bad"))
+def calibrate(
+    data: Path = typer.Argument(..., help="JSONL problem set with reference answers."),
+    out: Path = typer.Option(..., "--out", "-o", help="Profile YAML to write."),
+    budgets: str = typer.Option("4,16,64", "--budgets", help="Comma-separated budgets N."),
+    samples: int = typer.Option(8, "--samples", min=1, help="Paths sampled per problem to estimate pass@1."),
+    beam_widths: str = typer.Option("2,4", "--beam-widths", help="Beam widths M to try for beam and dvts."),
+    aggregations: str = typer.Option("last,min", "--aggregations", help="Step-score aggregations to try."),
+    temperatures: Optional[str] = typer.Option(None, "--temperatures", help="Sampling temperatures to try for every sampled setting, e.g. 0.3,0.5,0.7 (default: --temperature alone). Small policies often do best well below 0.7."),
+    easy: float = typer.Option(0.5, "--easy", help="pass@1 at or above this is easy."),
+    medium: float = typer.Option(0.1, "--medium", help="pass@1 at or above this (and below --easy) is medium."),
+    **opts,
+):
+    """Measure the compute-optimal setting per difficulty bin and budget; write a profile.
+
+    Every (strategy, budget, beam width, PRM-Vote/Max, aggregation) is graded on every problem,
+    resumably, in OUT's folder (OUT.runs/). `--strategy auto` then uses the profile.
+
+    Example:
+      tts calibrate benchmarks/data/arith-calib.jsonl --budgets 4,8 --prm confidence --prompt few-shot --max-steps 6 --max-step-tokens 64 --out runs/smollm2.yaml
+    """
+    from ..batch import read_problem_set
+    from ..calibrate import calibrate_file
+    from ..difficulty import Bins
+    from ..render import calibration_tables
+    from ..settings import check_writable
+    try:
+        try:
+            bins = Bins(easy=easy, medium=medium)
+        except ValueError as e:
+            raise SettingsError(str(e))
+        settings = build_run(opts["config"], opts, strategy="majority")
+        batch = build_batch(opts)
+        problem_set = read_problem_set(data, batch)
+        check_writable(out)
+        with console.status("calibrating...") as status:
+            profile, info, saved = calibrate_file(
+                problem_set, out, settings, batch, parse_int_list(budgets, "--budgets"), samples=samples,
+                beam_widths=parse_int_list(beam_widths, "--beam-widths"),
+                aggregations=[a.strip() for a in aggregations.split(",") if a.strip()],
+                temperatures=parse_float_list(temperatures, "--temperatures") if temperatures else [None],
+                bins=bins, say=say,
+                on_record=lambda key, rec, flight: status.update(
+                    f"calibrating: {flight} in flight (last: {key}, {rec.get('id')})"))
+    except KeyboardInterrupt as e:
+        interrupted(f"finished runs are kept in {out.parent / (out.name + '.runs')}", e)
+    except USER_ERRORS as e:
+        fail(str(e))
+    calibration_tables(console, profile, info, out, saved)
+
+
