@@ -77,17 +77,19 @@ def models_of(runs: dict[str, Run]) -> ModelSettings:
     return first
 
 
-def open_solver(session, plans: list, batch: BatchSettings, say: Say | None = None):
-    """The searches of a batch command: solver.LocalSolver, or cluster.RaySolver with --ray."""
+def open_solver(session, plans: list, batch: BatchSettings, say: Say | None = None, verifier: bool = False):
+    """The searches of a batch command: solver.LocalSolver, or cluster.RaySolver with --ray.
+    `verifier`: open the verifier even if no plan scores steps (calibrate's profile may choose
+    a strategy that does)."""
     if batch.ray is None:
         if batch.workers is not None:
             raise SettingsError("--workers goes with --ray")
         from .solver import LocalSolver
-        solver = LocalSolver(session, plans, batch.concurrency_value())
+        solver = LocalSolver(session, plans, batch.concurrency_value(), verifier)
     else:
         from .cluster import RaySolver
         solver = RaySolver(batch.ray, session.models, plans, batch.concurrency_value(), batch.workers,
-                           registry=session.registry, on_status=say)
+                           registry=session.registry, on_status=say, verifier=verifier)
     if say:
         say(solver.describe())
     return solver
@@ -95,10 +97,10 @@ def open_solver(session, plans: list, batch: BatchSettings, say: Say | None = No
 
 @contextmanager
 def open_runs(runs: dict[str, Run], batch: BatchSettings, problem_set: ProblemSet, *, inputs: tuple = (),
-              kind: str = "grade", say: Say | None = None, plans: list | None = None) -> Iterator[tuple[dict[str, ResultsFile], object, dict]]:
+              kind: str = "grade", say: Say | None = None, plans: list | None = None, verifier: bool = False) -> Iterator[tuple[dict[str, ResultsFile], object, dict]]:
     """The runs' results files, opened, locked and checked against each run's configuration,
     then the solver that runs their searches (plus `plans`, (strategy, config) pairs it must
-    also fit); both closed at the end. Yields (files, solver, runs: the runs with --seed -1
+    also fit; `verifier`: open the verifier even if no run scores steps); both closed at the end. Yields (files, solver, runs: the runs with --seed -1
     resolved). A file that cannot be used stops the command before any model loads."""
     from .solver import Session
     runs = resolve_seeds(runs, say)
@@ -111,7 +113,7 @@ def open_runs(runs: dict[str, Run], batch: BatchSettings, problem_set: ProblemSe
     try:
         check_belongs(files, problem_set)
         every = [(r.settings.strategy, r.settings.search) for r in runs.values()] + list(plans or [])
-        solver = open_solver(session, every, batch, say)
+        solver = open_solver(session, every, batch, say, verifier)
         yield files, solver, runs
     finally:
         for f in files.values():
@@ -130,7 +132,7 @@ def check_belongs(files: dict[str, ResultsFile], problem_set: ProblemSet) -> Non
                                "it holds another data set's results (use another --out)")
 
 
-def run_grade(data: Path, runs: dict[str, Run], batch: BatchSettings, *, progress=None,
+def grade_data(data: Path, runs: dict[str, Run], batch: BatchSettings, *, progress=None,
               say: Say | None = None, inputs: tuple = ()) -> dict[str, GradeSummary]:
     """Grade the data set under each run; returns key -> GradeSummary. `progress` (optional):
     render.GradeProgress or anything with its methods."""
@@ -165,4 +167,4 @@ class _NoProgress:
 
 
 __all__ = ["ProblemSet", "Run", "check_belongs", "open_runs", "open_solver", "read_problem_set", "resolve_seeds",
-           "run_grade"]
+           "grade_data"]

@@ -17,7 +17,7 @@ from typing import Callable, Iterable, Iterator
 from .answers import answers_match
 from .datasets import Problem
 from .difficulty import BIN_NAMES, Bins
-from .grade import any_candidate_correct, grade_runs
+from .grade import grade_runs, pass_at_n
 from .profile import Choice, Profile
 from .results import open_results
 
@@ -134,7 +134,7 @@ def calibrate(problems: list[Problem], budgets: list[int], workdir: Path, *,
                 cand = Choice(bin=b, budget=budget, strategy=setting.strategy, accuracy=round(acc, 4),
                               flops=flops, problems=len(rs), beam_width=setting.beam_width,
                               selection=setting.selection, aggregation=setting.aggregation,
-                              temperature=setting.temperature, pass_at_n=_pass_at_n(rs))
+                              temperature=setting.temperature, pass_at_n=pass_at_n(rs))
                 if best is None or (cand.accuracy, -cand.flops) > (best.accuracy, -best.flops):
                     best = cand
             if best is not None:
@@ -145,7 +145,7 @@ def calibrate(problems: list[Problem], budgets: list[int], workdir: Path, *,
         if rs:
             points.append({"setting": setting.key, "accuracy": round(sum(bool(r.get("correct")) for r in rs) / len(rs), 4),
                            "flops": sum(r.get("compute", {}).get("flops", 0.0) for r in rs) / len(rs),
-                           "pass_at_n": _pass_at_n(rs)})
+                           "pass_at_n": pass_at_n(rs)})
     frontier = [p for p in points
                 if not any(q["accuracy"] >= p["accuracy"] and q["flops"] < p["flops"] or
                            q["accuracy"] > p["accuracy"] and q["flops"] <= p["flops"] for q in points)]
@@ -154,11 +154,6 @@ def calibrate(problems: list[Problem], budgets: list[int], workdir: Path, *,
     return Profile(policy=policy, prm=prm, bins=bins, choices=choices, frontier=frontier,
                    meta={"problems": len(problems), "problems_per_bin": counts, "budgets": budgets,
                          "settings_measured": [s.key for s, _ in measured]})
-
-
-def _pass_at_n(records: list[dict]) -> float:
-    """The share of problems where any candidate was right: what a perfect verifier would get."""
-    return round(sum(any_candidate_correct(r) for r in records) / len(records), 4)
 
 
 def sampled_pass_at_1(record: dict) -> float:
@@ -197,9 +192,7 @@ def calibrate_file(problem_set, out: Path, settings, batch, budgets: list[int], 
     runs = {key: Run(paths[key], run_settings(setting)) for key, setting in plan.items()}
     # every setting a profile may choose must fit the engines, the ones already measured too
     extra = [(r.strategy, r.search) for r in (run_settings(s) for b in budgets for s in plan_for(b))]
-    # "auto": the verifier is opened as a PRM strategy would
-    extra.append(("auto", settings.search))
-    with open_runs(runs, batch, problem_set, say=say, plans=extra) as (files, solver, runs):
+    with open_runs(runs, batch, problem_set, say=say, plans=extra, verifier=True) as (files, solver, runs):
         key_of = {setting: key for key, setting in plan.items()}
 
         def job_for(setting):

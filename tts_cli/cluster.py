@@ -123,7 +123,7 @@ class Worker:
     searches it is handed through its own scheduler, several at once, on a thread of its own.
     submit() queues a problem's searches; take() returns the searches that ended."""
 
-    def __init__(self, models, registry: dict, plans: list, concurrency: int | None):
+    def __init__(self, models, registry: dict, plans: list, concurrency: int | None, verifier: bool = False):
         import ray
         from dataclasses import replace
 
@@ -138,7 +138,7 @@ class Worker:
                 models = replace(models, threads=max(1, int(cpus)))
         try:
             self.session = Session(models, registry, pull_missing=True)
-            self.scheduler = self.session.open(plans, concurrency)
+            self.scheduler = self.session.open(plans, concurrency, verifier)
         except Exception as e:  # noqa: BLE001 - reported by info(), naming this node
             self.error = str(e) or type(e).__name__
             return
@@ -231,7 +231,8 @@ class RaySolver:
     """The batch commands' searches on Ray workers; the same face as solver.LocalSolver."""
 
     def __init__(self, address: str, models, plans: list, concurrency: int | None,
-                 workers: int | None = None, on_status=None, worker_class: type = None, registry: dict | None = None):
+                 workers: int | None = None, on_status=None, worker_class: type = None, registry: dict | None = None,
+                 verifier: bool = False):
         from .registry import load_registry
         t0 = time.perf_counter()
         if registry is None:
@@ -255,7 +256,7 @@ class RaySolver:
                     raise ClusterError(f"--workers {count}: the cluster has {cpus} CPUs")
                 options = {"num_cpus": max(1, cpus // count)}
             self._actor_class = ray.remote(worker_class or Worker).options(max_concurrency=4, max_restarts=0, **options)
-            self._args = (models, registry, plans, concurrency)
+            self._args = (models, registry, plans, concurrency, verifier)
             self._names = (f"w{i}" for i in itertools.count(1))
             self.replacements_left = MAX_TRIES * count
             self.workers = [self._start() for _ in range(count)]

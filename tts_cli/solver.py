@@ -144,14 +144,15 @@ class Session:
             self.model = Model(self.policy_path, n_gpu_layers=self.models.gpu_layers)
         return self.model
 
-    def open(self, plans: list, concurrency: int | None = 1) -> Scheduler:
+    def open(self, plans: list, concurrency: int | None = 1, verifier: bool = False) -> Scheduler:
         """A scheduler on a policy engine and verifier sized for `concurrency` searches of the
-        given (strategy, config) pairs at once (None: as many as fill a batch)."""
+        given (strategy, config) pairs at once (None: as many as fill a batch). The verifier is
+        opened when a plan scores steps, or when `verifier` says so."""
         model = self.load()
         need = max(slots_needed(s, c) for s, c in plans)
         if need + PROMPT_CACHE_SLOTS > MAX_SEQUENCES:
             raise ConfigError(f"a search of {need} sequences does not fit llama.cpp's {MAX_SEQUENCES} per context")
-        uses = any(s in USES_VERIFIER for s, _ in plans)
+        uses = verifier or any(s in USES_VERIFIER for s, _ in plans)
         model_verifier = uses and self.prm not in ("confidence",)
         k = concurrency or auto_concurrency(need, model.offloaded, model_verifier)
         k = max(1, min(k, (MAX_SEQUENCES - PROMPT_CACHE_SLOTS) // need))
@@ -239,11 +240,12 @@ class Session:
 
     def identity(self, strategy: str, cfg: SearchConfig) -> dict:
         """What a results file's header records of a run: everything that changes its answers
-        (the strategy, every search setting, the models by file name and size, auto's profile
-        by content), and nothing that does not (threads, concurrency, Ray)."""
+        (the strategy, every search setting it reads, the models by file name and size, auto's
+        profile by content), and nothing that does not (threads, concurrency, Ray)."""
+        from .search.strategies import FIELDS_READ
         cfg = self.prepare(strategy, cfg)
-        search = asdict(cfg)
-        search.pop("profile")
+        read = FIELDS_READ.get(strategy, set(asdict(cfg)))
+        search = {k: v for k, v in asdict(cfg).items() if k in read and k != "profile"}
         out = {"strategy": strategy, **search, "context_per_path": self.context,
                "policy": file_identity(self.policy_path)}
         if strategy in USES_VERIFIER:
@@ -306,9 +308,9 @@ class LocalSolver:
     engine and verifier sized for all the runs' plans, one scheduler. A Ray cluster's
     `cluster.RaySolver` has the same face."""
 
-    def __init__(self, session: Session, plans: list, concurrency: int | None):
+    def __init__(self, session: Session, plans: list, concurrency: int | None, verifier: bool = False):
         self.session = session
-        self.scheduler = self.session.open(plans, concurrency)
+        self.scheduler = self.session.open(plans, concurrency, verifier)
         self.asked = concurrency
 
     def solve_many(self, pairs, job_for):

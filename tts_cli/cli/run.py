@@ -86,10 +86,10 @@ def grade(
 
 
 def run_batch(data: Path, runs: dict, opts: dict) -> dict:
-    """batch.run_grade with the shared flags, a progress bar, and status lines on stderr."""
-    from ..batch import run_grade
+    """batch.grade_data with the shared flags, a progress bar, and status lines on stderr."""
+    from ..batch import grade_data
     from ..render import GradeProgress
-    return run_grade(data, runs, build_batch(opts), progress=GradeProgress(err_console), say=say,
+    return grade_data(data, runs, build_batch(opts), progress=GradeProgress(err_console), say=say,
                      inputs=tuple(p for p in [opts.get("config")] if p))
 
 

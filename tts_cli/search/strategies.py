@@ -22,3 +22,23 @@ STRATEGIES = {
     "best-of-n-adaptive": best_of_n_adaptive,
     "deepconf": deepconf,
 }
+
+
+# The SearchConfig fields each strategy reads: a results file records these (a resume with other
+# values stops), and ignores the rest (greedy CoT's answers do not depend on the temperature).
+_PATHS = {"max_steps", "max_step_tokens", "step_delimiter", "system_prompt", "prompt"}
+_SAMPLED = _PATHS | {"n", "temperature", "top_p", "top_k", "seed"}
+_SCORED = _SAMPLED | {"aggregation", "selection"}
+FIELDS_READ = {
+    "cot": _PATHS,
+    "majority": _SAMPLED,
+    "best-of-n": _SCORED,
+    "beam": _SCORED | {"beam_width", "lookahead"},
+    "dvts": _SCORED | {"beam_width"},
+    "auto": _SCORED | {"beam_width", "lookahead", "probe", "profile"},
+    "particle-filter": _SCORED | {"resample_temperature"},
+    "majority-adaptive": _SAMPLED | {"wave", "stop_threshold"},
+    "best-of-n-adaptive": _SCORED | {"wave", "stop_threshold"},
+    "deepconf": _SAMPLED | {"warmup", "confidence_percentile", "confidence_window"},
+}
+

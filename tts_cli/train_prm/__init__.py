@@ -135,7 +135,7 @@ def train(problems: list[Problem], folder: Path, config: SearchConfig, settings:
         chunk = max(1, 32 // (settings.samples + 1))
         engine = _reading_engine(base_model, records, chunk, settings, embeddings=True)
         try:
-            todo = [r for r in records if r["id"] not in store.rows and r.get("samples")]
+            todo = [r for r in records if not store.has(r) and r.get("samples")]
             progress.stage("features", len(todo))
             collect_features(records, store, HiddenStateReader(engine), chunk=chunk,
                              on_chunk=lambda n: progress.advance(n))
@@ -147,7 +147,8 @@ def train(problems: list[Problem], folder: Path, config: SearchConfig, settings:
         # 3. split and fit
         t0 = now()
         heldout = split_problems([r["id"] for r in records if r.get("samples")], settings.holdout, settings.seed)
-        table = step_table(records, store.rows)
+        features = store.by_id(records)
+        table = step_table(records, features)
         test_mask = np.isin(table.problem, list(heldout))
         train_t, test_t = table.subset(~test_mask), table.subset(test_mask)
         progress.stage("fit", 1)
@@ -163,7 +164,7 @@ def train(problems: list[Problem], folder: Path, config: SearchConfig, settings:
             report["baselines"]["confidence"] = evaluate(test_t.confidence, test_t, by_id)
         if "judge" in settings.baselines:
             t0 = now()
-            test_records = [r for r in records if r["id"] in heldout and r["id"] in store.rows]
+            test_records = [r for r in records if r["id"] in heldout and r["id"] in features]
             engine = _reading_engine(policy_model, test_records, chunk, settings, embeddings=False)
             try:
                 judge = JudgeVerifier(engine)

@@ -71,9 +71,18 @@ def step_features(reader: IncrementalVerifier, records: list[dict]) -> list[np.n
     return out
 
 
+def feature_key(record: dict) -> str:
+    """What a problem's features are stored under: its id and a hash of its samples' steps, so
+    features read from other samples (a rollouts file started over) are never reused."""
+    import hashlib
+    import json
+    steps = json.dumps([s.get("steps") for s in record.get("samples", [])], ensure_ascii=False)
+    return f"{record['id']}#{hashlib.sha256(steps.encode('utf-8')).hexdigest()[:12]}"
+
+
 class FeatureStore:
-    """Hidden states per problem id, in shards written whole (a rename), so a killed run keeps
-    every finished shard and redoes only the one it was writing."""
+    """Hidden states per problem (feature_key), in shards written whole (a rename), so a killed
+    run keeps every finished shard and redoes only the one it was writing."""
 
     def __init__(self, folder: Path, base: str):
         self.folder = Path(folder)
@@ -98,14 +107,21 @@ class FeatureStore:
         tmp.rename(self.folder / f"part-{n:05d}.npz")
         self.rows.update(zip(ids, arrays))
 
+    def has(self, record: dict) -> bool:
+        return feature_key(record) in self.rows
+
+    def by_id(self, records: list[dict]) -> dict[str, np.ndarray]:
+        """Problem id -> its features, for the records whose samples were read."""
+        return {r["id"]: self.rows[feature_key(r)] for r in records if self.has(r)}
+
 
 def collect_features(records: list[dict], store: FeatureStore, reader: HiddenStateReader, *, chunk: int,
                      on_chunk: Callable[[int], None] | None = None) -> None:
     """Stage 2: features for every record not yet in the store, `chunk` problems per shard."""
-    todo = [r for r in records if r["id"] not in store.rows and r.get("samples")]
+    todo = [r for r in records if not store.has(r) and r.get("samples")]
     for i in range(0, len(todo), chunk):
         part = todo[i:i + chunk]
-        store.add([r["id"] for r in part], step_features(reader, part))
+        store.add([feature_key(r) for r in part], step_features(reader, part))
         if on_chunk:
             on_chunk(len(part))
 
