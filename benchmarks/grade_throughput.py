@@ -22,8 +22,8 @@ from tts_cli.engine.chat import few_shot_prompt
 from tts_cli.answers import answers_match
 from tts_cli.models import smollm2_path
 from tts_cli.search import Job, Scheduler, SearchConfig
-from tts_cli.search.scheduler import slots_needed
-from tts_cli.solver import auto_concurrency, close, open_policy, open_verifier, policy_slots
+from tts_cli.search.capacity import auto_concurrency, policy_slots, slots_needed
+from tts_cli.solver import close, open_policy, open_verifier
 
 DATA = Path(__file__).resolve().parent / "data" / "arith-calib.jsonl"
 SETTINGS = {  # name -> (strategy, verifier, config overrides)
@@ -36,7 +36,7 @@ DEFAULT_SETTINGS = ["majority N=4", "beam N=4 M=2 confidence", "dvts N=8 M=4 jud
 
 
 def run_setting(model, problems, strategy, prm, cfg, k, threads, context):
-    policy = open_policy(model, cfg, slots=policy_slots(cfg, strategy, k), n_threads=threads, context_per_path=context)
+    policy = open_policy(model, cfg, slots=policy_slots(slots_needed(strategy, cfg), k), n_threads=threads, context_per_path=context)
     verifier = open_verifier(prm, policy, cfg, concurrency=k, n_threads=threads, context_per_path=context)
     scheduler = Scheduler(policy, verifier, max_searches=4 * k)  # as `tts grade --concurrency k`
     t0 = time.perf_counter()

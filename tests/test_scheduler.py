@@ -167,3 +167,38 @@ def test_no_two_sampled_paths_of_an_auto_search_share_a_seed(tmp_path):
     assert result.auto["chosen"] == "majority" and len(result.candidates) == 8
     seeds = [s.sampling.seed for s in engine.started if not s.sampling.greedy]
     assert len(seeds) == 8 and len(set(seeds)) == 8  # the probe's 2 paths and the other 6
+
+
+def test_add_step_done_drive_searches_that_arrive_while_others_run():
+    """A feeder (a Ray worker, a server) adds searches as they arrive and steps the scheduler;
+    the answers are those of run() over the same jobs."""
+    expected = {job.tag: r.answer for job, r in Scheduler(FakeEngine(fast_and_slow), None, max_searches=4).run(
+        [Job("slow problem", "majority", SearchConfig(n=2), tag="slow"),
+         Job("fast problem", "majority", SearchConfig(n=2), tag="fast")])}
+    engine = FakeEngine(fast_and_slow)
+    scheduler = Scheduler(engine, None, max_searches=4)
+    assert scheduler.done()
+    scheduler.add(Job("slow problem", "majority", SearchConfig(n=2), tag="slow"))
+    ended = {}
+    for i in range(200):
+        if i == 3:  # the second search arrives while the first is mid-step
+            scheduler.add(Job("fast problem", "majority", SearchConfig(n=2), tag="fast"))
+        ended.update((job.tag, r.answer) for job, r in scheduler.step())
+        if scheduler.done():
+            break
+    assert ended == expected and not engine.live
+
+
+def test_cancel_frees_a_search_at_once_and_the_others_go_on():
+    engine = FakeEngine(fast_and_slow)
+    scheduler = Scheduler(engine, None, max_searches=4)
+    slow = Job("slow problem", "majority", SearchConfig(n=4), tag="slow")
+    scheduler.add(slow)
+    scheduler.add(Job("fast problem", "majority", SearchConfig(n=2), tag="fast"))
+    scheduler.step()
+    assert scheduler.cancel(slow) and not scheduler.cancel(slow)
+    assert not [s for s in engine.live.values() if s.owner == engine.started[0].owner]  # its sequences are gone
+    ended = []
+    while not scheduler.done():
+        ended += [job.tag for job, _ in scheduler.step()]
+    assert ended == ["fast"] and not engine.live

@@ -70,10 +70,13 @@ def json_line(obj) -> str:
     return json.dumps(finite(obj), ensure_ascii=False, allow_nan=False) + "\n"
 
 
+FIRST_COMPARED = ("strategy", "kind")  # named first: the rest of a run's fields follow from them
+
+
 def first_difference(old: dict, new: dict, prefix: str = "") -> str | None:
     """"name: A there, B now" for the first field (sorted, dotted into nested mappings) whose
     value differs; None when the two are the same."""
-    for key in sorted(set(old) | set(new)):
+    for key in sorted(set(old) | set(new), key=lambda k: (k not in FIRST_COMPARED, k)):
         a, b = old.get(key), new.get(key)
         name = f"{prefix}{key}"
         if isinstance(a, dict) and isinstance(b, dict):

@@ -10,45 +10,16 @@ import os
 from dataclasses import asdict, replace
 from pathlib import Path
 
-from .engine import Engine, EngineError, Model, gpu_offload_supported
+from .engine import Engine, EngineError, Model
 from .registry import RegistryError, default_model, load_registry, pull, resolve
 from .search import USES_VERIFIER, ConfigError, SearchConfig
-from .search.scheduler import Job, Scheduler, run_search, slots_needed, verifier_slots_needed
+from .search.capacity import (PROMPT_CACHE_SLOTS, policy_slots, searches_in_flight, slots_needed,
+                              verifier_slots)
+from .search.scheduler import Job, Scheduler, run_search
 from .settings import DEFAULT_CONTEXT_PER_PATH, ModelSettings, RunSettings
 from .verifiers import HEAD_FORMATS, ConfidenceVerifier, JudgeVerifier, Verifier, verifier_from_format
 
 BUILTIN_VERIFIERS = ("judge", "confidence")  # verifiers that need no model file of their own
-
-MAX_SEQUENCES = 256  # llama.cpp's limit per context
-# Prompts the policy engine keeps: the current problem's and the one before (problems of a set
-# share their system prompt or few-shot examples, so the next prompt copies that prefix).
-PROMPT_CACHE_SLOTS = 2
-
-# --concurrency auto: searches in flight until this many sequences fill a decode. On a GPU a
-# decode of 64+ sequences costs little more than one of 4; on a few CPU cores the gain stops
-# early (see README, "Many problems at once").
-AUTO_SEQUENCES_GPU = 64
-AUTO_SEQUENCES_CPU = 32
-
-
-def auto_concurrency(per_search_slots: int, on_gpu: bool | None = None, model_verifier: bool = False) -> int:
-    """Searches to keep in flight so that their sequences fill a batch. On CPU with a model
-    verifier (judge, PRM GGUFs), one: its prefills are compute-bound and its unified cache makes
-    every token attend over every search's cells, so more searches made grading slower
-    (measured: DVTS N=8 with judge, 0.84x at K=4; README, "Many problems at once")."""
-    if on_gpu is None:
-        on_gpu = gpu_offload_supported()
-    if model_verifier and not on_gpu:
-        return 1
-    target = AUTO_SEQUENCES_GPU if on_gpu else AUTO_SEQUENCES_CPU
-    return max(1, target // max(1, per_search_slots))
-
-
-def policy_slots(config: SearchConfig, strategy: str = "beam", concurrency: int = 1) -> int:
-    """Sequences the policy engine needs: `concurrency` searches, each its N paths (plus
-    lookahead rollouts), and the prompt cache's."""
-    return min(MAX_SEQUENCES, concurrency * slots_needed(strategy, config) + PROMPT_CACHE_SLOTS)
-
 
 def open_policy(model: str | os.PathLike | Model, config: SearchConfig, *, strategy: str = "beam",
                 concurrency: int = 1, n_gpu_layers: int | None = None, n_threads: int | None = None,
@@ -56,7 +27,7 @@ def open_policy(model: str | os.PathLike | Model, config: SearchConfig, *, strat
     """The policy's engine. Its KV cache is split (one stream per sequence) whatever its size, so
     a path's arithmetic does not depend on how many other paths or problems share the context:
     the same seed gives the same answers at any --concurrency and budget."""
-    slots = slots or policy_slots(config, strategy, concurrency)
+    slots = slots or policy_slots(slots_needed(strategy, config), concurrency)
     return Engine(model, n_ctx=slots * context_per_path, n_seq_max=slots, kv_unified=False,
                   n_gpu_layers=n_gpu_layers, n_threads=n_threads, seed=config.seed,
                   prompt_cache_slots=PROMPT_CACHE_SLOTS)
@@ -73,8 +44,7 @@ def open_verifier(spec: str | None, policy: Engine, config: SearchConfig, *, str
         return ConfidenceVerifier()
     # A scoring context: node sequences for up to 2N paths per search; unified, since they
     # share prefixes.
-    per_search = max(verifier_slots_needed("beam", config), 4)
-    slots = min(MAX_SEQUENCES, concurrency * per_search + 4)
+    slots = verifier_slots(config, concurrency)
     n_ctx = concurrency * (config.n + 2) * context_per_path
     if spec == "judge":
         engine = Engine(policy.model, n_ctx=n_ctx, n_seq_max=slots, kv_unified=True, n_threads=n_threads)
@@ -150,15 +120,11 @@ class Session:
         opened when a plan scores steps, or when `verifier` says so."""
         model = self.load()
         need = max(slots_needed(s, c) for s, c in plans)
-        if need + PROMPT_CACHE_SLOTS > MAX_SEQUENCES:
-            raise ConfigError(f"a search of {need} sequences does not fit llama.cpp's {MAX_SEQUENCES} per context")
         uses = verifier or any(s in USES_VERIFIER for s, _ in plans)
-        model_verifier = uses and self.prm not in ("confidence",)
-        k = concurrency or auto_concurrency(need, model.offloaded, model_verifier)
-        k = max(1, min(k, (MAX_SEQUENCES - PROMPT_CACHE_SLOTS) // need))
+        k = searches_in_flight(need, concurrency, model.offloaded, model_verifier=uses and self.prm != "confidence")
         biggest = max((c for _, c in plans), key=lambda c: c.n * (2 if c.lookahead else 1))
         threads = self.models.threads
-        policy = open_policy(model, biggest, slots=k * need + PROMPT_CACHE_SLOTS, n_threads=threads,
+        policy = open_policy(model, biggest, slots=policy_slots(need, k), n_threads=threads,
                              context_per_path=self.context)
         spec = self.prm if self.prm in BUILTIN_VERIFIERS else str(self.prm_path)
         try:
@@ -331,5 +297,5 @@ class LocalSolver:
         self.session.close(self.scheduler)
 
 
-__all__ = ["DEFAULT_CONTEXT_PER_PATH", "LocalSolver", "Session", "close", "solve_text", "Job", "Scheduler", "auto_concurrency", "open_policy", "open_verifier",
-           "policy_slots", "run_search"]
+__all__ = ["DEFAULT_CONTEXT_PER_PATH", "LocalSolver", "Session", "close", "solve_text", "Job", "Scheduler",
+           "open_policy", "open_verifier", "run_search"]

@@ -22,12 +22,14 @@ their requests together:
 
 from __future__ import annotations
 
+import collections
 import itertools
 import time
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable, Iterator
 
 from ..engine import EngineError, StepBatch
+from .capacity import slots_needed, verifier_slots_needed
 from .common import Search
 from .strategies import STRATEGIES
 from .types import NEEDS_VERIFIER, ConfigError, EventHandler, Generate, Parallel, Score, SearchConfig, SearchResult
@@ -49,22 +51,6 @@ class Job:
     tag: Any = None
     on_event: EventHandler | None = None
     slots: int | None = None  # sequences held at once; None: slots_needed(strategy, config)
-
-
-def slots_needed(strategy: str, config: SearchConfig) -> int:
-    """Policy sequences a search may hold at once: its N paths (one for CoT), and as many
-    lookahead rollouts again in beam search (auto may choose beam)."""
-    if strategy == "cot":
-        return 1
-    return config.n * (2 if config.lookahead and strategy in ("beam", "auto") else 1)
-
-
-def verifier_slots_needed(strategy: str, config: SearchConfig) -> int:
-    """Verifier sequences a search may hold: a prefix, each scored node until its children are
-    scored (2N), lookahead rollouts (N), and a throwaway query fork each."""
-    if strategy in ("cot", "majority", "majority-adaptive", "deepconf"):
-        return 0
-    return 1 + config.n * (3 if config.lookahead else 2) + config.n
 
 
 @dataclass(eq=False)
@@ -90,7 +76,12 @@ class _Task:
 
 
 class Scheduler:
-    """max_searches: searches in flight at most (besides the slots, which always limit)."""
+    """Many searches on one policy engine and one verifier. Driven by `add(job)` (a search to
+    start when its sequences fit), `step()` (one unit of work: a merged verifier call, or one
+    token for every live sequence; returns the searches that ended) and `done()` (nothing in
+    flight or waiting). `run(jobs)` is the loop over them for a fixed list of jobs.
+
+    max_searches: searches in flight at most (besides the slots, which always limit)."""
 
     def __init__(self, engine, verifier=None, *, max_searches: int = 1):
         self.engine = engine
@@ -99,180 +90,235 @@ class Scheduler:
         self.concurrency = self.max_searches  # what the engine was sized for (the CLI says it)
         self.verifier_capacity = getattr(getattr(verifier, "engine", None), "n_seq_max", None)
         self.peak_searches = 0
-        self.in_flight = 0  # searches running now, kept as they start and end (progress, feeders)
         self.decode_steps = 0  # token-level llama_decode calls made for generation
         self.rows_decoded = 0  # sequences in them, summed
         self.score_calls = 0
+        self.waiting: collections.deque[Job] = collections.deque()  # added, not started yet
+        self.searches: list[_Task] = []  # whole searches in flight
+        self.tasks: list[_Task] = []  # everything being driven: searches and their parts
+        self._ended: list[tuple[Job, object]] = []  # jobs that failed to start, handed back by step()
 
-    def run(self, jobs: Iterable[Job]) -> Iterator[tuple[Job, SearchResult | Exception]]:
+    # --- the face -----------------------------------------------------------------------------
+    @property
+    def in_flight(self) -> int:
+        """Searches running now (progress bars and feeders read it)."""
+        return len(self.searches)
+
+    def add(self, job: Job) -> None:
+        """A search to run: it starts now if its sequences fit beside those in flight, else at
+        the first step where they do (searches start in the order they were added)."""
+        self.waiting.append(job)
+        self._admit()
+
+    def done(self) -> bool:
+        """Nothing in flight, nothing waiting, nothing left to hand back."""
+        return not self.searches and not self.waiting and not self._ended
+
+    def has_room(self) -> bool:
+        """Whether another search could start now (feeders add one when it could)."""
+        return not self.waiting and len(self.searches) < self.max_searches
+
+    def step(self) -> list[tuple[Job, SearchResult | BaseException]]:
+        """Start what fits, then one unit of work: the verifier requests of every search waiting
+        on it in one call, or else one token for every live sequence of every search in one
+        llama_decode. Returns (job, result or exception) for each search that ended."""
+        self._admit()
+        if not any(t.done for t in self.searches) and self.searches:
+            scoring = [t for t in self.tasks if isinstance(t.request, Score)]
+            if scoring:
+                self._score(scoring)
+            else:
+                self._decode()
+            self._admit()  # slots the work freed (paths that ended) go to waiting searches at once
+        ended, self._ended = self._ended, []
+        for t in [t for t in self.searches if t.done]:
+            self.searches.remove(t)
+            self.tasks.remove(t)
+            ended.append((t.job, self._finish(t)))
+        return ended
+
+    def cancel(self, job: Job) -> bool:
+        """Stop a search (a client that went away): its generator is closed and everything it
+        holds freed at once; it is not handed back by step(). False if it was not here."""
+        if job in self.waiting:
+            self.waiting.remove(job)
+            return True
+        t = next((t for t in self.searches if t.job is job), None)
+        if t is None:
+            return False
+        self._drop(t)
+        self.searches.remove(t)
+        self.tasks = [x for x in self.tasks if x.job is not job]
+        return True
+
+    def close(self) -> None:
+        """Free everything still held (interrupted, or failed)."""
+        for t in self.searches:
+            self._drop(t)
+        self.searches, self.tasks = [], []
+
+    def run(self, jobs: Iterable[Job]) -> Iterator[tuple[Job, SearchResult | BaseException]]:
         """Run the jobs, up to max_searches at once; yield (job, result) as each search ends, in
         the order they end. A search that fails yields (job, exception) and frees what it held;
-        the others go on.
-
-        `jobs` may yield None: nothing to start yet (a feeder whose next problem has not
-        arrived, as on a Ray worker). The searches in flight go on and the scheduler asks again
-        after their next step; a feeder should block instead while `in_flight` is 0."""
+        the others go on. Jobs are taken from `jobs` only as there is room for them."""
         queue = iter(jobs)
-        waiting: Job | None = None
-        searches: list[_Task] = []  # whole searches in flight
-        tasks: list[_Task] = []  # everything being driven: searches and their parts
-
-        def resume(t: _Task, answer) -> None:
-            """Drive the generator until it pauses on a request it cannot have answered now."""
-            while True:
-                try:
-                    request = t.gen.send(answer)
-                except StopIteration as stop:
-                    complete(t, stop.value)
-                    return
-                except Exception as e:  # this search fails; the others go on
-                    fail(t, e)
-                    return
-                if isinstance(request, Generate):
-                    batch = self.engine.begin_step(request.seqs, stop=request.stop, max_tokens=request.max_tokens)
-                    if batch.done:  # nothing to generate (every sequence had ended)
-                        answer = batch.steps()
-                        continue
-                    t.request, t.batch = request, batch
-                    return
-                if isinstance(request, Score):
-                    t.request = request
-                    return
-                if isinstance(request, Parallel):
-                    if not request.parts:
-                        answer = []
-                        continue
-                    t.request = request
-                    t.parts = [_Task(t.job, t.search, g, t.started, parent=t, index=i)
-                               for i, g in enumerate(request.parts)]
-                    t.part_results, t.parts_left = [None] * len(t.parts), len(t.parts)
-                    tasks.extend(t.parts)
-                    for part in list(t.parts):
-                        if not part.done and not t.done:
-                            resume(part, None)
-                    return
-                fail(t, TypeError(f"a strategy yielded {request!r}"))
-                return
-
-        def complete(t: _Task, value) -> None:
-            t.done, t.result, t.request, t.batch = True, value, None, None
-            if t.parent is None:
-                return
-            tasks.remove(t)
-            p = t.parent
-            p.part_results[t.index] = value
-            p.parts_left -= 1
-            if p.parts_left == 0 and not p.done:
-                p.request, p.parts = None, []
-                resume(p, p.part_results)
-
-        def fail(t: _Task, error: BaseException) -> None:
-            for part in t.parts:  # the search's other parts stop too
-                if not part.done:
-                    part.done = True
-                    part.gen.close()
-                    tasks.remove(part)
-            t.done, t.error, t.request, t.batch, t.parts = True, error, None, None, []
-            if t.parent is not None:
-                tasks.remove(t)
-                if not t.parent.done:
-                    t.parent.gen.close()
-                    fail(t.parent, error)
-
-        def admit(job: Job) -> bool:
-            """Start the job if its sequences fit now; a job that can never fit fails."""
-            custom = callable(job.strategy)
-            if not custom and job.strategy not in STRATEGIES:
-                raise ConfigError(f"unknown strategy {job.strategy!r}; choose from {', '.join(STRATEGIES)}")
-            if job.strategy in NEEDS_VERIFIER and self.verifier is None:
-                raise ConfigError(f"{job.strategy} needs a verifier (--prm)")
-            name = getattr(job.strategy, "__name__", job.strategy)
-            need = job.slots or slots_needed(job.strategy, job.config)
-            if need > self.engine.n_seq_max:
-                raise EngineError(f"{name} with N={job.config.n} needs {need} sequences at once; the "
-                                  f"engine has {self.engine.n_seq_max} (open it for this budget)")
-            # the prompt cache's slots stay free when a search can start without them
-            capacity = max(need, self.engine.n_seq_max - getattr(self.engine, "prompt_cache_slots", 0))
-            vcap = self.verifier_capacity
-            vneed = min(verifier_slots_needed(job.strategy, job.config), vcap) if vcap and not custom else 0
-            if searches and (sum(x.search.reserved for x in searches) + need > capacity or
-                             (vcap and sum(x.verifier_slots for x in searches) + vneed > vcap)):
-                return False
-            search = Search(job.problem, self.engine, self.verifier, key=next(_keys), on_event=job.on_event)
-            search.reserved = need
-            strategy = job.strategy if custom else STRATEGIES[job.strategy]
-            t = _Task(job, search, strategy(search, job.config), time.perf_counter(),
-                      verifier_slots=vneed)
-            searches.append(t)
-            tasks.append(t)
-            self.in_flight = len(searches)
-            resume(t, None)
-            return True
-
         try:
             while True:
-                # 1. admit new searches while they fit
-                while len(searches) < self.max_searches:
-                    if waiting is None:
-                        waiting = next(queue, None)
-                        if waiting is None:
-                            break
-                    try:
-                        if not admit(waiting):
-                            break
-                    except (ConfigError, EngineError) as e:
-                        yield waiting, e
-                    waiting = None
-                self.peak_searches = max(self.peak_searches, len(searches))
-                # 2. hand back the searches that ended
-                for t in [t for t in searches if t.done]:
-                    searches.remove(t)
-                    tasks.remove(t)
-                    self.in_flight = len(searches)
-                    yield t.job, self._finish(t)
-                if not searches:
-                    if waiting is None and (waiting := next(queue, None)) is None:
-                        return
-                    continue
-                # 3. every task waiting on the verifier: one merged score call
-                scoring = [t for t in tasks if isinstance(t.request, Score)]
-                if scoring:
-                    items = [it for t in scoring for it in t.request.items]
-                    self.score_calls += 1
-                    try:
-                        scores = self.verifier.score(items)
-                    except Exception as e:  # noqa: BLE001 - a verifier failure fails these searches
-                        for t in scoring:
-                            if not t.done:
-                                fail(t, e)
-                        continue
-                    k = 0
-                    for t in scoring:
-                        n = len(t.request.items)
-                        mine, k = scores[k:k + n], k + n
-                        if not t.done:
-                            t.request = None
-                            resume(t, mine)
-                    continue
-                # 4. one token for every live sequence of every task
-                stepping = [t for t in tasks if t.batch is not None]
-                if not stepping:
-                    raise RuntimeError("the scheduler has searches in flight but nothing to run")
-                self.decode_steps += 1
-                self.rows_decoded += sum(len(t.batch.live) for t in stepping)
-                self.engine.advance([t.batch for t in stepping])
-                for t in stepping:
-                    if not t.done and t.batch is not None and t.batch.done:
-                        steps = t.batch.steps()
-                        t.request = t.batch = None
-                        resume(t, steps)
+                while self.has_room() and (job := next(queue, None)) is not None:
+                    self.add(job)
+                if self.done():
+                    return
+                yield from self.step()
         finally:
-            for t in searches:  # interrupted (Ctrl-C) or failed: free everything still held
-                for part in t.parts:
-                    part.gen.close()
-                t.gen.close()
-                t.search.close()
-                self._compute(t.search.key, 0.0)
+            self.close()
+
+    # --- admission ------------------------------------------------------------------------------
+    def _admit(self) -> None:
+        """Start waiting searches, in order, while they fit; one that can never fit fails."""
+        while self.waiting and len(self.searches) < self.max_searches:
+            job = self.waiting[0]
+            try:
+                started = self._start(job)
+            except (ConfigError, EngineError) as e:
+                self.waiting.popleft()
+                self._ended.append((job, e))
+                continue
+            if not started:
+                return
+            self.waiting.popleft()
+        self.peak_searches = max(self.peak_searches, len(self.searches))
+
+    def _start(self, job: Job) -> bool:
+        """Start the job if its sequences fit beside those the searches in flight may still hold."""
+        custom = callable(job.strategy)
+        if not custom and job.strategy not in STRATEGIES:
+            raise ConfigError(f"unknown strategy {job.strategy!r}; choose from {', '.join(STRATEGIES)}")
+        if job.strategy in NEEDS_VERIFIER and self.verifier is None:
+            raise ConfigError(f"{job.strategy} needs a verifier (--prm)")
+        name = getattr(job.strategy, "__name__", job.strategy)
+        need = job.slots or slots_needed(job.strategy, job.config)
+        if need > self.engine.n_seq_max:
+            raise EngineError(f"{name} with N={job.config.n} needs {need} sequences at once; the "
+                              f"engine has {self.engine.n_seq_max} (open it for this budget)")
+        # the prompt cache's slots stay free when a search can start without them
+        capacity = max(need, self.engine.n_seq_max - getattr(self.engine, "prompt_cache_slots", 0))
+        vcap = self.verifier_capacity
+        vneed = min(verifier_slots_needed(job.strategy, job.config), vcap) if vcap and not custom else 0
+        if self.searches and (sum(x.search.reserved for x in self.searches) + need > capacity or
+                              (vcap and sum(x.verifier_slots for x in self.searches) + vneed > vcap)):
+            return False
+        search = Search(job.problem, self.engine, self.verifier, key=next(_keys), on_event=job.on_event)
+        search.reserved = need
+        strategy = job.strategy if custom else STRATEGIES[job.strategy]
+        t = _Task(job, search, strategy(search, job.config), time.perf_counter(), verifier_slots=vneed)
+        self.searches.append(t)
+        self.tasks.append(t)
+        self._resume(t, None)
+        return True
+
+    # --- driving generators ---------------------------------------------------------------------
+    def _resume(self, t: _Task, answer) -> None:
+        """Drive the generator until it pauses on a request it cannot have answered now."""
+        while True:
+            try:
+                request = t.gen.send(answer)
+            except StopIteration as stop:
+                self._complete(t, stop.value)
+                return
+            except Exception as e:  # this search fails; the others go on
+                self._fail(t, e)
+                return
+            if isinstance(request, Generate):
+                batch = self.engine.begin_step(request.seqs, stop=request.stop, max_tokens=request.max_tokens)
+                if batch.done:  # nothing to generate (every sequence had ended)
+                    answer = batch.steps()
+                    continue
+                t.request, t.batch = request, batch
+                return
+            if isinstance(request, Score):
+                t.request = request
+                return
+            if isinstance(request, Parallel):
+                if not request.parts:
+                    answer = []
+                    continue
+                t.request = request
+                t.parts = [_Task(t.job, t.search, g, t.started, parent=t, index=i) for i, g in enumerate(request.parts)]
+                t.part_results, t.parts_left = [None] * len(t.parts), len(t.parts)
+                self.tasks.extend(t.parts)
+                for part in list(t.parts):
+                    if not part.done and not t.done:
+                        self._resume(part, None)
+                return
+            self._fail(t, TypeError(f"a strategy yielded {request!r}"))
+            return
+
+    def _complete(self, t: _Task, value) -> None:
+        t.done, t.result, t.request, t.batch = True, value, None, None
+        if t.parent is None:
+            return
+        self.tasks.remove(t)
+        p = t.parent
+        p.part_results[t.index] = value
+        p.parts_left -= 1
+        if p.parts_left == 0 and not p.done:
+            p.request, p.parts = None, []
+            self._resume(p, p.part_results)
+
+    def _fail(self, t: _Task, error: BaseException) -> None:
+        for part in t.parts:  # the search's other parts stop too
+            if not part.done:
+                part.done = True
+                part.gen.close()
+                self.tasks.remove(part)
+        t.done, t.error, t.request, t.batch, t.parts = True, error, None, None, []
+        if t.parent is not None:
+            self.tasks.remove(t)
+            if not t.parent.done:
+                t.parent.gen.close()
+                self._fail(t.parent, error)
+
+    # --- the two kinds of work ------------------------------------------------------------------
+    def _score(self, scoring: list[_Task]) -> None:
+        """Every task waiting on the verifier, answered by one merged score call."""
+        items = [it for t in scoring for it in t.request.items]
+        self.score_calls += 1
+        try:
+            scores = self.verifier.score(items)
+        except Exception as e:  # noqa: BLE001 - a verifier failure fails these searches
+            for t in scoring:
+                if not t.done:
+                    self._fail(t, e)
+            return
+        k = 0
+        for t in scoring:
+            n = len(t.request.items)
+            mine, k = scores[k:k + n], k + n
+            if not t.done:
+                t.request = None
+                self._resume(t, mine)
+
+    def _decode(self) -> None:
+        """One token for every live sequence of every task, in one llama_decode."""
+        stepping = [t for t in self.tasks if t.batch is not None]
+        if not stepping:
+            raise RuntimeError("the scheduler has searches in flight but nothing to run")
+        self.decode_steps += 1
+        self.rows_decoded += sum(len(t.batch.live) for t in stepping)
+        self.engine.advance([t.batch for t in stepping])
+        for t in stepping:
+            if not t.done and t.batch is not None and t.batch.done:
+                steps = t.batch.steps()
+                t.request = t.batch = None
+                self._resume(t, steps)
+
+    # --- ending -------------------------------------------------------------------------------------
+    def _drop(self, t: _Task) -> None:
+        for part in t.parts:
+            part.gen.close()
+        t.gen.close()
+        t.search.close()
+        self._compute(t.search.key, 0.0)
 
     def _finish(self, t: _Task) -> SearchResult | BaseException:
         t.search.close()

@@ -34,7 +34,7 @@ import numpy as np
 from ..datasets import Problem
 from ..engine import Engine
 from ..results import read_records
-from ..solver import MAX_SEQUENCES
+from ..search.capacity import MAX_SEQUENCES, policy_slots, searches_in_flight
 from ..search.types import SearchConfig
 from .errors import SKLEARN_HINT, TrainingError
 from .features import FeatureStore, HiddenStateReader, collect_features, step_features
@@ -80,7 +80,7 @@ def train(problems: list[Problem], folder: Path, config: SearchConfig, settings:
     """Every stage, each going on from what `folder` holds; returns the head and the report."""
     from ..engine import Model
     from ..search.scheduler import Scheduler
-    from ..solver import PROMPT_CACHE_SLOTS, auto_concurrency, open_policy
+    from ..solver import open_policy
     from ..verifiers import JudgeVerifier
 
     require_sklearn()  # before any compute: the fit needs it
@@ -102,12 +102,8 @@ def train(problems: list[Problem], folder: Path, config: SearchConfig, settings:
     base_model = policy_model if base_path.resolve() == policy_path.resolve() else None
     try:
         need = rollout_slots(settings.samples, settings.rollouts)
-        k = settings.concurrency or auto_concurrency(need, policy_model.offloaded)
-        if need + PROMPT_CACHE_SLOTS > MAX_SEQUENCES:
-            raise TrainingError(f"--samples x (1 + --rollouts) = {need} sequences at once; a context holds "
-                                f"{MAX_SEQUENCES - PROMPT_CACHE_SLOTS}")
-        k = max(1, min(k, (MAX_SEQUENCES - PROMPT_CACHE_SLOTS) // need))
-        policy = open_policy(policy_model, config, slots=k * need + PROMPT_CACHE_SLOTS,
+        k = searches_in_flight(need, settings.concurrency, policy_model.offloaded)
+        policy = open_policy(policy_model, config, slots=policy_slots(need, k),
                              n_threads=settings.n_threads, context_per_path=settings.context_per_path)
         try:
             wanted = {p.key for p in problems}
