@@ -49,7 +49,8 @@ def train_prm(
             raise SettingsError(f"--out: a PRM name (letters, digits, dashes), got {out!r}")
         settings = build_run(opts["config"], opts, strategy="majority")
         batch = build_batch(opts)
-        problems = read_problem_set(data, batch).problems
+        problem_set = read_problem_set(data, batch)
+        problems = problem_set.problems
         folder = folder or default_prm_dir(out)
         if folder.exists() and not folder.is_dir():
             raise SettingsError(f"{folder}: --dir must be a folder; this is a file")
@@ -61,7 +62,7 @@ def train_prm(
             f"{'outcome labels' if run.rollouts == 0 else f'{run.rollouts} rollouts per step'}, "
             f"T={settings.search.temperature}")
         with TrainProgress(err_console) as bar:
-            report, registry_file = train_named(out, data, problems, folder, settings.search, run,
+            report, registry_file = train_named(out, problem_set.data, problems, folder, settings.search, run,
                                                 policy=settings.models.policy, base=base,
                                                 models_file=settings.models.models_file, progress=bar, say=say)
     except KeyboardInterrupt as e:
