@@ -178,3 +178,42 @@ def test_the_wheel_ships_the_bundled_sets_and_their_sources(wheel):
         assert "tts_cli/data/README.md" in names
         assert not [n for n in names if "math500" in n or "aime" in n]  # fetched, never shipped
         assert sum(z.getinfo(f"tts_cli/data/{s.file}").compress_size for s in BUNDLED) < 400_000
+
+
+# --- the examples run on a fresh clone --------------------------------------------------------
+
+REPO = Path(__file__).resolve().parent.parent
+DATA_COMMANDS = ("grade", "compare", "calibrate", "train-prm")
+
+
+def example_blocks() -> list[tuple[str, list[str]]]:
+    """(where, lines) for each README shell block and each command module's docstrings."""
+    import re
+    blocks = [("README.md", block.splitlines())
+              for block in re.findall(r"```bash\n(.*?)```", (REPO / "README.md").read_text(), re.S)]
+    blocks += [(p.name, p.read_text().splitlines()) for p in sorted((REPO / "tts_cli" / "cli").glob("*.py"))]
+    return blocks
+
+
+def test_every_example_names_a_data_set_or_a_file_of_the_repo():
+    """`tts grade X` and the other data commands in the README and in --help: X is a data set's
+    name, a file in the repository, or a file an earlier line of the same example writes."""
+    import shlex
+    wrong = []
+    for where, lines in example_blocks():
+        for n, line in enumerate(lines):
+            for command in line.split("&&"):
+                words = command.split("#")[0].split()
+                if words[:1] != ["tts"] or len(words) < 3:
+                    continue
+                if words[1] in DATA_COMMANDS:
+                    data = words[2]
+                elif words[1] == "solve" and "--file" in words and words[words.index("--file") + 1] != "-":
+                    data = words[words.index("--file") + 1]
+                else:
+                    continue
+                written_before = any(data in earlier for earlier in lines[:n])
+                if data not in DATA_SETS and not (REPO / data).exists() and not written_before:
+                    wrong.append(f"{where}: {shlex.join(words[:3])}")
+    assert not wrong, wrong
+    assert not [line for _, lines in example_blocks() for line in lines if "../shared" in line]

@@ -16,7 +16,7 @@ from .common import USER_ERRORS, app, console, err_console, fail, interrupted, s
 @with_options(CONFIG, without(MODELS, "prm"), PATHS, pick(BATCH, "problem_key", "answer_key", "limit", "concurrency",
                                                           "restart"))
 def train_prm(
-    data: Path = typer.Argument(..., help="JSONL problems with reference answers (never the set you will test on)."),
+    data: Path = typer.Argument(..., help="A data set's name (`tts data list`) or a JSONL file, with reference answers (never the set you will test on)."),
     out: str = typer.Option(..., "--out", "-o", help="Name of the trained PRM: `--prm NAME` then uses it."),
     base: Optional[str] = typer.Option(None, "--base", help="Model whose hidden states the head reads: a models.yaml name or a .gguf path (default: the policy)."),
     samples: int = typer.Option(8, "--samples", min=1, help="Solutions sampled per problem."),
@@ -34,9 +34,9 @@ def train_prm(
     logistic value head on a split of problems. Every stage resumes where it stopped.
 
     Examples:
-      tts train-prm benchmarks/data/arith-calib.jsonl --out smollm2-arith --prompt few-shot --max-steps 6 --max-step-tokens 64
-      tts train-prm benchmarks/data/arith-train.jsonl --out my-prm --labels outcome --samples 16 --prompt few-shot
-      tts grade benchmarks/data/arith-test.jsonl --out runs/bon.jsonl --strategy best-of-n --n 16 --prm my-prm --prompt few-shot
+      tts train-prm arith-calib --out smollm2-arith --prompt few-shot --max-steps 6 --max-step-tokens 64
+      tts train-prm arith-train --out my-prm --labels outcome --samples 16 --prompt few-shot --max-steps 6 --max-step-tokens 64 --limit 40
+      tts grade arith-test --out runs/bon.jsonl --strategy best-of-n --n 16 --prm my-prm --prompt few-shot --max-steps 6 --max-step-tokens 64 --limit 20
     """
     from ..batch import read_problem_set
     from ..render import TrainProgress, training_report
