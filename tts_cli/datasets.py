@@ -278,9 +278,13 @@ def pull(data_set: DataSet) -> Path:
         raise DataError(f"{data_set.name}: download of {data_set.repo_file} from {data_set.repo} failed: "
                         f"{type(e).__name__}: {first}")
     out = data_home() / f"{data_set.name}.jsonl"
-    out.parent.mkdir(parents=True, exist_ok=True)
     partial = out.with_name(out.name + ".partial")  # a killed pull leaves no half-written set behind
-    partial.write_bytes(_as_jsonl(data_set, fetched))
+    content = _as_jsonl(data_set, fetched)
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        partial.write_bytes(content)
+    except OSError as e:
+        raise DataError(f"{data_set.name}: cannot write {partial} ({e.strerror})")
     try:
         read_all_problems(partial)  # what tts cannot read is not kept
     except DataError as e:
@@ -299,5 +303,8 @@ def _as_jsonl(data_set: DataSet, fetched: Path) -> bytes:
     except ImportError:
         raise DataError(f"{data_set.name}: {data_set.repo} ships Parquet, and reading it needs pyarrow "
                         "(pip install pyarrow)")
-    rows = pq.read_table(fetched).to_pylist()
+    try:
+        rows = pq.read_table(fetched).to_pylist()
+    except (OSError, ValueError) as e:  # pyarrow's errors for a damaged or truncated file
+        raise DataError(f"{data_set.name}: {fetched.name} from {data_set.repo} is not readable Parquet: {e}")
     return "".join(json.dumps(row, ensure_ascii=False) + "\n" for row in rows).encode("utf-8")
