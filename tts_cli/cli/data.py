@@ -55,7 +55,7 @@ def data_info(name: str):
     if s.note:
         info["note"] = s.note
     console.print(yaml.safe_dump(info, allow_unicode=True, sort_keys=False, width=10**6), highlight=False,
-                  soft_wrap=True)  # long source lines stay whole, for copying
+                  markup=False, soft_wrap=True)  # long source lines stay whole, for copying
 
 
 @data_app.command("pull")
@@ -73,4 +73,4 @@ def data_pull(name: str):
     except USER_ERRORS as e:
         fail(str(e))
     how = "bundled" if s.file else f"from {s.repo}"
-    console.print(f"{name}: {count} problems ({how}) in {path}", highlight=False)
+    console.print(f"{name}: {count} problems ({how}) in {path}", highlight=False, markup=False)
