@@ -9,13 +9,11 @@ from __future__ import annotations
 
 import argparse
 import json
-from pathlib import Path
 
+from tts_cli.datasets import resolve_data
 from tts_cli.models import smollm2_path
 from tts_cli.search import STRATEGIES, SearchConfig
 from tts_cli.solver import open_policy, open_verifier, run_search
-
-GSM8K = Path(__file__).resolve().parents[2] / "shared" / "data" / "gsm8k_test.jsonl"
 
 
 def main() -> None:
@@ -24,14 +22,14 @@ def main() -> None:
     ap.add_argument("--beam-width", type=int, default=4)
     ap.add_argument("--prm", default="judge")
     ap.add_argument("--problem-index", type=int, default=0)
-    ap.add_argument("--data", default=str(GSM8K))
+    ap.add_argument("--data", default="gsm8k", help="a GSM8K-style data set: its name (tts data list) or a JSONL file")
     ap.add_argument("--strategies", default=",".join(STRATEGIES))
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--max-steps", type=int, default=40)
     ap.add_argument("--max-step-tokens", type=int, default=256)
     args = ap.parse_args()
 
-    row = json.loads(Path(args.data).read_text().splitlines()[args.problem_index])
+    row = json.loads(resolve_data(args.data).read_text(encoding="utf-8").splitlines()[args.problem_index])
     problem, reference = row["question"], row["answer"].split("####")[-1].strip()
     config = SearchConfig(n=args.n, beam_width=args.beam_width, seed=args.seed, max_steps=args.max_steps,
                           max_step_tokens=args.max_step_tokens)

