@@ -260,3 +260,35 @@ def test_ctrl_c_inside_a_llama_cpp_log_callback_is_not_lost(tiny_model):
     llamacpp._on_signal(signal.SIGTERM, InsideTheCallback())
     with pytest.raises(Terminated):
         llamacpp.check_interrupt()
+
+
+@pytest.mark.slow
+def test_a_sampled_path_never_ends_with_no_text(smollm2, monkeypatch):
+    """A path whose first token is end-of-generation is a candidate that buys nothing (a quarter
+    of SmolLM2's few-shot samples once were). Search paths ban it for their first token."""
+    import json
+    from dataclasses import replace
+    from pathlib import Path
+
+    import tts_cli.search.common as common
+    from tts_cli.search import Job, SearchConfig
+    from tts_cli.settings import ModelSettings
+    from tts_cli.solver import Session
+    rows = [json.loads(line) for line in (Path(__file__).parents[1] / "benchmarks/data/arith-test.jsonl").open()]
+    problems = [rows[0]["problem"], rows[3]["problem"]]  # both gave empty paths without the ban
+    cfg = SearchConfig(n=8, max_steps=2, max_step_tokens=16, prompt="few-shot")
+    session = Session(ModelSettings(policy=str(smollm2), threads=2))
+    scheduler = session.open([("majority", cfg)], concurrency=2)
+
+    def empty_candidates():
+        results = list(scheduler.run([Job(p, "majority", cfg) for p in problems]))
+        return sum(1 for _, r in results for c in r.candidates if not c.text.strip())
+    try:
+        with_ban = empty_candidates()
+        sampling = common.Run.sampling
+        monkeypatch.setattr(common.Run, "sampling", lambda self, greedy=False: replace(sampling(self, greedy),
+                                                                                    min_tokens=0))
+        without_ban = empty_candidates()
+    finally:
+        session.close(scheduler)
+    assert with_ban == 0 and without_ban > 0

@@ -82,6 +82,7 @@ class Sequence:
     n_forks: int = 0
     released: bool = False
     owner: object = None  # whose compute this sequence's tokens are (a search); forks inherit it
+    generated: int = 0  # tokens sampled since its prompt (a fork counts its parent's)
 
     @property
     def can_generate(self) -> bool:
@@ -240,6 +241,7 @@ class Engine:
         seq = Sequence(slot=self._take_slot(), sampling=sampling, owner=owner)
         if parent is not None:
             seq.tokens, seq.n_past, seq.pending, seq.ended = list(parent.tokens), parent.n_past, parent.pending, parent.ended
+            seq.generated = parent.generated
         self._live[seq.slot] = seq
         self.ctx.seq_remove(seq.slot)
         if parent is not None:
@@ -494,6 +496,10 @@ class Engine:
         is_eog = self.model.is_eog
         for (b, i), s, tok, lp in zip(rows, seqs, toks, lps):
             s.n_past += 1
+            s.generated += 1
+            if s.sampling.min_tokens and s.generated >= s.sampling.min_tokens:
+                s.sampling = replace(s.sampling, min_tokens=0)  # end of generation allowed again
+                self.ctx.set_sampling(s.slot, s.sampling)
             if is_eog[tok]:  # not part of the text: the sequence just ends
                 s.pending = None
                 s.ended = "eos"

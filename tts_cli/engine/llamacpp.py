@@ -132,6 +132,9 @@ class Sampling:
     top_k: int = 0
     seed: int = 0
     ban_eos: bool = False  # benchmarks generate a fixed number of tokens
+    # End of generation is banned until the sequence has sampled this many tokens: a search path
+    # never ends with no text (the engine lifts the ban once they are there).
+    min_tokens: int = 0
 
     @property
     def greedy(self) -> bool:
@@ -324,7 +327,7 @@ class Context:
     # --- samplers -------------------------------------------------------------------------
     def _new_chain(self, s: Sampling) -> int:
         chain = L.llama_sampler_chain_init(L.llama_sampler_chain_default_params())
-        if s.ban_eos and self.model.eog_tokens:
+        if (s.ban_eos or s.min_tokens > 0) and self.model.eog_tokens:
             bias = (L.llama_logit_bias * len(self.model.eog_tokens))()
             for i, t in enumerate(self.model.eog_tokens):
                 bias[i].token = t
