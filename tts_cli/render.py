@@ -50,9 +50,8 @@ class GradeProgress:
         return f"{correct / done:.1%}" if done else "-"
 
 
-def grade_summary(console: Console, summary, out: Path) -> None:
-    from .grade import summarize
-    s = summarize(summary.records)
+def grade_summary_table(console: Console, s: dict, out: Path) -> None:
+    """Accuracy overall and by level and subject, then compute, from grade.summarize."""
     table = Table(title=f"results: {out}")
     table.add_column("")
     table.add_column("problems", justify="right")
@@ -63,9 +62,16 @@ def grade_summary(console: Console, summary, out: Path) -> None:
             table.add_row(f"{key[3:]} {name}", str(v["n"]), f"{v['accuracy']:.1%}")
     console.print(table)
     console.print(f"errors: {s['errors']}   tokens: {s['tokens']}   FLOPs: {s['flops']:.3g}   "
-                  f"engine time: {s['seconds']:.1f} s   (skipped, already done: {summary.skipped})")
+                  f"engine time: {s['seconds']:.1f} s", highlight=False)
     if s["candidates"]:
         console.print(f"candidates without an answer: {s['no_answer']} of {s['candidates']}", highlight=False)
+
+
+def grade_summary(console: Console, summary, out: Path) -> None:
+    from .grade import summarize
+    s = summarize(summary.records)
+    grade_summary_table(console, s, out)
+    console.print(f"(skipped, already done: {summary.skipped})", highlight=False)
     for count, what in ((summary.foreign, "belong to no problem of this data set (kept, not counted)"),
                         (summary.duplicates, "were superseded by a later record of the same problem"),
                         (summary.regraded, "were graded again: the data set's reference answer changed")):
@@ -116,17 +122,22 @@ def calibration_tables(console: Console, profile, info: dict, out: Path, saved: 
 def training_report(console: Console, report: dict) -> None:
     table = Table(title=f"held-out problems: {report['problems']['heldout']} ({report['steps']['heldout']} steps); "
                         f"trained on {report['problems']['train']}")
-    for col in ("verifier", "AUC", "acc", "AUC/problem", "Max", "Vote", "majority", "pass@N"):
+    for col in ("verifier", "AUC", "acc", "AUC/problem", "rank", "top", "Max", "Vote", "majority", "pass@N"):
         table.add_column(col, justify="right")
     for name, ev in [("trained head", report["head"])] + list(report["baselines"].items()):
         sel = ev["selection"]
+        rank = sel.get("mean_rank_of_best_right")
         table.add_row(name, fmt(ev["step_auc"], "{:.3f}"), fmt(ev["step_accuracy"], "{:.1%}"),
-                      fmt(ev["within_problem_auc"], "{:.3f}"), f"{sel['max']:.1%}", f"{sel['vote']:.1%}",
+                      fmt(ev["within_problem_auc"], "{:.3f}"),
+                      "-" if rank is None else f"{rank:.2f} ({sel['random_mean_rank']:.2f})",
+                      fmt(sel.get("right_on_top"), "{:.0%}"), f"{sel['max']:.1%}", f"{sel['vote']:.1%}",
                       f"{sel['majority']:.1%}", f"{sel['pass_at_n']:.1%}")
     console.print(table)
     console.print("AUC, acc: steps against their labels; AUC/problem: each problem's candidates ranked by their "
-                  "last step; Max, Vote, majority, pass@N: accuracy choosing among the samples by the score "
-                  "(PRM-Max, PRM-Vote), by votes, and by an oracle", highlight=False)
+                  "last step; rank: where the best right sample ranks by the score on contested problems (some "
+                  "samples right, some wrong), a random order's expectation in parentheses; top: share of them "
+                  "with a right sample on top; Max, Vote, majority, pass@N: accuracy choosing among the samples "
+                  "by the score (PRM-Max, PRM-Vote), by votes, and by an oracle", highlight=False)
     rel = Table(title="reliability (held-out steps)")
     for col in ("score bin", "steps", "mean score", "observed"):
         rel.add_column(col, justify="right")

@@ -18,8 +18,10 @@ from .search.capacity import (PROMPT_CACHE_SLOTS, policy_slots, searches_in_flig
 from .search.scheduler import Job, Scheduler, run_search
 from .settings import DEFAULT_CONTEXT_PER_PATH, ModelSettings, RunSettings
 from .verifiers import HEAD_FORMATS, ConfidenceVerifier, JudgeVerifier, Verifier, verifier_from_format
+from .verifiers.arithmetic import ArithmeticVerifier, CombinedVerifier
 
-BUILTIN_VERIFIERS = ("judge", "confidence")  # verifiers that need no model file of their own
+ARITHMETIC = "arithmetic"
+BUILTIN_VERIFIERS = ("judge", "confidence", ARITHMETIC)  # verifiers that need no model file of their own
 
 def open_policy(model: str | os.PathLike | Model, config: SearchConfig, *, strategy: str = "beam",
                 concurrency: int = 1, n_gpu_layers: int | None = None, n_threads: int | None = None,
@@ -36,12 +38,20 @@ def open_policy(model: str | os.PathLike | Model, config: SearchConfig, *, strat
 def open_verifier(spec: str | None, policy: Engine, config: SearchConfig, *, strategy: str = "beam",
                   concurrency: int = 1, n_gpu_layers: int | None = None, n_threads: int | None = None,
                   context_per_path: int = DEFAULT_CONTEXT_PER_PATH, prm_entry: dict | None = None) -> Verifier | None:
-    """spec: "confidence", "judge" (the policy model as judge), or a PRM GGUF path described by
-    `prm_entry` (a models.yaml entry with a `prm:` block)."""
+    """spec: "confidence", "judge" (the policy model as judge), "arithmetic" (the arithmetic the
+    steps state, checked), "arithmetic+SPEC" (both: a false fact zeroes the other's score), or a
+    PRM GGUF path described by `prm_entry` (a models.yaml entry with a `prm:` block)."""
     if spec is None:
         return None
     if spec == "confidence":
         return ConfidenceVerifier()
+    if spec == ARITHMETIC:
+        return ArithmeticVerifier()
+    if spec.startswith(ARITHMETIC + "+"):
+        other = open_verifier(spec[len(ARITHMETIC) + 1:], policy, config, strategy=strategy, concurrency=concurrency,
+                              n_gpu_layers=n_gpu_layers, n_threads=n_threads, context_per_path=context_per_path,
+                              prm_entry=prm_entry)
+        return CombinedVerifier(other)
     # A scoring context: node sequences for up to 2N paths per search; unified, since they
     # share prefixes.
     slots = verifier_slots(config, concurrency)
@@ -90,11 +100,14 @@ class Session:
             self.policy_path = default_model()
         else:
             self.policy_path, _ = self._resolve(models.policy, pull_missing)
-        # The verifier: --prm, else the policy as judge (used only by strategies that score steps).
+        # The verifier: --prm, else the policy as judge (used only by strategies that score steps);
+        # "arithmetic+X" checks the steps' arithmetic on top of X.
         self.prm = models.prm or "judge"
+        self.arithmetic = self.prm == ARITHMETIC or self.prm.startswith(ARITHMETIC + "+")
+        self.base_prm = self.prm[len(ARITHMETIC) + 1:] if self.prm.startswith(ARITHMETIC + "+") else self.prm
         self.prm_path, self.prm_entry = None, None
-        if self.prm not in BUILTIN_VERIFIERS:
-            self.prm_path, self.prm_entry = self._resolve(self.prm, pull_missing)
+        if self.base_prm not in BUILTIN_VERIFIERS:
+            self.prm_path, self.prm_entry = self._resolve(self.base_prm, pull_missing)
         self.context = models.context_per_path
         self.model: Model | None = None
 
@@ -121,12 +134,15 @@ class Session:
         model = self.load()
         need = max(slots_needed(s, c) for s, c in plans)
         uses = verifier or any(s in USES_VERIFIER for s, _ in plans)
-        k = searches_in_flight(need, concurrency, model.offloaded, model_verifier=uses and self.prm != "confidence")
+        model_verifier = uses and self.base_prm not in ("confidence", ARITHMETIC)
+        k = searches_in_flight(need, concurrency, model.offloaded, model_verifier=model_verifier)
         biggest = max((c for _, c in plans), key=lambda c: c.n * (2 if c.lookahead else 1))
         threads = self.models.threads
         policy = open_policy(model, biggest, slots=policy_slots(need, k), n_threads=threads,
                              context_per_path=self.context)
-        spec = self.prm if self.prm in BUILTIN_VERIFIERS else str(self.prm_path)
+        spec = self.base_prm if self.base_prm in BUILTIN_VERIFIERS else str(self.prm_path)
+        if self.arithmetic and self.base_prm != ARITHMETIC:
+            spec = f"{ARITHMETIC}+{spec}"
         try:
             verifier = open_verifier(spec if uses else None, policy, biggest, concurrency=k,
                                      n_gpu_layers=self.models.gpu_layers, n_threads=threads,
@@ -186,9 +202,11 @@ class Session:
 
     def verifier_name(self) -> str:
         """The name the verifier reports (what profiles are matched against)."""
-        if self.prm in BUILTIN_VERIFIERS:
-            return self.prm
-        return (self.prm_entry or {}).get("name") or Path(str(self.prm_path)).stem
+        if self.base_prm in BUILTIN_VERIFIERS:
+            base = self.base_prm
+        else:
+            base = (self.prm_entry or {}).get("name") or Path(str(self.prm_path)).stem
+        return f"{ARITHMETIC}+{base}" if self.arithmetic and base != ARITHMETIC else base
 
     def saved_profile(self) -> str | None:
         """The profile `tts calibrate` saved for this policy and verifier, if any."""
@@ -200,7 +218,10 @@ class Session:
         """The models part of a result's `config`: what was loaded (the verifier only for a
         strategy that scores steps)."""
         models = {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(self.models).items()}
-        prm = (str(self.prm_path) if self.prm_path else self.prm) if strategy in USES_VERIFIER else None
+        prm = None
+        if strategy in USES_VERIFIER:
+            prm = self.prm if self.prm_path is None else \
+                (f"{ARITHMETIC}+{self.prm_path}" if self.arithmetic else str(self.prm_path))
         return {**models, "strategy": strategy, "policy": str(self.policy_path), "prm": prm,
                 "context_per_path": self.context}
 
@@ -221,8 +242,8 @@ class Session:
         return out
 
     def verifier_identity(self) -> dict:
-        if self.prm in BUILTIN_VERIFIERS:
-            return {"name": self.prm}
+        if self.base_prm in BUILTIN_VERIFIERS:
+            return {"name": self.verifier_name()}
         out = {"name": self.verifier_name(), **file_identity(Path(str(self.prm_path)))}
         head = (self.prm_entry or {}).get("prm", {}).get("head_file")
         if head:  # a trained head changes while its base GGUF does not

@@ -10,7 +10,7 @@ the settings classes in cli_options.py), calls the library, and renders; nothing
 
 from __future__ import annotations
 
-from . import data, models, run, train  # noqa: F401 - registers the commands
+from . import data, models, rescore, run, train  # noqa: F401 - registers the commands
 from .common import app
 
 __all__ = ["app", "main"]

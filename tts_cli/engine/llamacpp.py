@@ -180,6 +180,22 @@ class Model:
         self.is_eog = np.array([bool(L.llama_vocab_is_eog(self.vocab, t)) for t in range(self.n_vocab)])
         self.eog_tokens = [int(t) for t in np.flatnonzero(self.is_eog)]
 
+    @property
+    def kv_bytes_per_cell(self) -> int:
+        """KV cache bytes one token takes (f16 keys and values in every layer):
+        layers x (key length + value length) x KV heads x 2 bytes."""
+        arch = self.metadata.get("general.architecture", "")
+        heads = int(self.metadata.get(f"{arch}.attention.head_count", 1) or 1)
+        kv_heads = int(self.metadata.get(f"{arch}.attention.head_count_kv", heads) or heads)
+        k = int(self.metadata.get(f"{arch}.attention.key_length", self.n_embd // heads))
+        v = int(self.metadata.get(f"{arch}.attention.value_length", self.n_embd // heads))
+        return self.n_layer * (k + v) * kv_heads * 2
+
+    @property
+    def size_bytes(self) -> int:
+        """The weights' bytes as loaded."""
+        return int(L.llama_model_size(self.ptr))
+
     def _piece(self, token: int) -> bytes:
         buf = ctypes.create_string_buffer(64)
         n = L.llama_token_to_piece(self.vocab, token, buf, len(buf), 0, False)
@@ -498,3 +514,43 @@ class Context:
 
     def __del__(self):
         self.close()
+
+
+def device_memory(on_gpu: bool) -> tuple[float, str]:
+    """(free bytes, where) on the devices a run's KV caches go to: the GPUs llama.cpp sees when
+    the model is offloaded (their free memory added up), else this machine's available RAM."""
+    _init_backend()
+    lib = _lib
+    lib.ggml_backend_dev_count.restype = ctypes.c_size_t
+    lib.ggml_backend_dev_get.restype = ctypes.c_void_p
+    lib.ggml_backend_dev_get.argtypes = [ctypes.c_size_t]
+    lib.ggml_backend_dev_type.restype = ctypes.c_int
+    lib.ggml_backend_dev_type.argtypes = [ctypes.c_void_p]
+    lib.ggml_backend_dev_name.restype = ctypes.c_char_p
+    lib.ggml_backend_dev_name.argtypes = [ctypes.c_void_p]
+    lib.ggml_backend_dev_memory.argtypes = [ctypes.c_void_p, ctypes.POINTER(ctypes.c_size_t),
+                                            ctypes.POINTER(ctypes.c_size_t)]
+    if on_gpu:
+        free, names = 0.0, []
+        for i in range(lib.ggml_backend_dev_count()):
+            dev = lib.ggml_backend_dev_get(i)
+            if lib.ggml_backend_dev_type(dev) == 0:  # GGML_BACKEND_DEVICE_TYPE_CPU
+                continue
+            f, t = ctypes.c_size_t(), ctypes.c_size_t()
+            lib.ggml_backend_dev_memory(dev, ctypes.byref(f), ctypes.byref(t))
+            free += f.value
+            names.append(lib.ggml_backend_dev_name(dev).decode(errors="replace"))
+        if names:
+            return free, ", ".join(names)
+    try:  # llama.cpp reports the CPU's total as free; the kernel knows what is available
+        available = os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (ValueError, OSError):
+        available = 0
+    try:
+        for line in open("/proc/meminfo"):
+            if line.startswith("MemAvailable:"):
+                available = int(line.split()[1]) * 1024
+                break
+    except OSError:
+        pass
+    return float(available), "CPU RAM"

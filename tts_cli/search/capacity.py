@@ -74,3 +74,79 @@ def verifier_slots(config: SearchConfig, searches: int) -> int:
     """Sequence slots of a model verifier's engine for `searches` searches of this budget."""
     per_search = max(verifier_slots_needed("beam", config), 4)
     return min(MAX_SEQUENCES, searches * per_search + 4)
+
+
+# --- memory: how many searches, and how long a path, fit the device -----------------------------
+
+GB = 1e9
+# What llama.cpp allocates beside the KV cache and the weights (compute buffers, the output
+# rows, the sampler state), as a share of the memory given to the caches, plus a floor.
+OVERHEAD_SHARE = 0.10
+OVERHEAD_BYTES = 256e6
+SMALLEST_CONTEXT = 512  # cells per path below which a math solution does not fit anyway
+
+
+class MemoryPlan:
+    """What fits: `searches` in flight, each path with `context` cells, and the bytes they take."""
+
+    def __init__(self, searches: int, context: int, kv_bytes: float, free_bytes: float, where: str):
+        self.searches, self.context, self.kv_bytes, self.free_bytes, self.where = \
+            searches, context, kv_bytes, free_bytes, where
+
+    def describe(self) -> str:
+        return (f"memory: {self.free_bytes / GB:.1f} GB free ({self.where}); KV caches {self.kv_bytes / GB:.2f} GB for "
+                f"{self.searches} searches of {self.context}-cell paths")
+
+
+def kv_bytes(searches: int, per_search: int, context: int, policy_cell: float, verifier_cell: float,
+             budget: int) -> float:
+    """KV cache bytes of a policy engine holding `searches` searches of `per_search` sequences
+    (split cache: each its own `context` cells, plus the prompt cache) and, if the verifier is a
+    model (`verifier_cell` > 0), its unified cache of searches x (N + 2) x context cells."""
+    policy = policy_slots(per_search, searches) * context * policy_cell
+    verifier = searches * (budget + 2) * context * verifier_cell
+    return policy + verifier
+
+
+def plan_memory(free_bytes: float, *, per_search: int, budget: int, policy_cell: float, verifier_cell: float = 0.0,
+                extra_bytes: float = 0.0, asked_searches: int | None, wanted_searches: int,
+                context: int | None, default_context: int, where: str = "device") -> MemoryPlan:
+    """The searches in flight and the cells per path that fit `free_bytes` (what the device has
+    free once the policy is loaded), `extra_bytes` being what is still to load (a PRM's weights).
+
+    `asked_searches` (--concurrency N) and `context` (--context-per-path) given by the user are
+    kept or refused, never changed; otherwise the searches are cut to what fits (at most
+    `wanted_searches`) and the context, when one search of `default_context`-cell paths does not
+    fit, halves down to SMALLEST_CONTEXT. A configuration that cannot fit is a ConfigError
+    naming what to lower."""
+    usable = max(0.0, free_bytes - extra_bytes - OVERHEAD_BYTES) / (1 + OVERHEAD_SHARE)
+
+    def fits(k: int, c: int) -> bool:
+        return kv_bytes(k, per_search, c, policy_cell, verifier_cell, budget) <= usable
+
+    contexts = [context] if context else [c for c in (default_context, default_context // 2, default_context // 4,
+                                                      default_context // 8) if c >= SMALLEST_CONTEXT]
+    for c in contexts:
+        if not fits(1, c):
+            continue
+        if asked_searches:
+            if not fits(asked_searches, c):
+                most = max(k for k in range(1, asked_searches) if fits(k, c))
+                raise ConfigError(_too_big(f"--concurrency {asked_searches}", asked_searches, per_search, budget, c,
+                                           policy_cell, verifier_cell, free_bytes, where,
+                                           f"lower --concurrency ({most} fit) or --context-per-path"))
+            k = asked_searches
+        else:
+            k = max(k for k in range(1, max(1, wanted_searches) + 1) if fits(k, c))
+        return MemoryPlan(k, c, kv_bytes(k, per_search, c, policy_cell, verifier_cell, budget), free_bytes, where)
+    c = contexts[-1] if contexts else SMALLEST_CONTEXT
+    raise ConfigError(_too_big("one search", 1, per_search, budget, c, policy_cell, verifier_cell, free_bytes, where,
+                               "lower --n" + (" or --context-per-path" if context else "") +
+                               ", or use a verifier without a model (confidence, arithmetic)" if verifier_cell else
+                               "lower --n" + (" or --context-per-path" if context else "")))
+
+
+def _too_big(what, k, per_search, budget, c, policy_cell, verifier_cell, free_bytes, where, advice) -> str:
+    need = kv_bytes(k, per_search, c, policy_cell, verifier_cell, budget) * (1 + OVERHEAD_SHARE) + OVERHEAD_BYTES
+    return (f"{what} of {per_search} paths x {c} cells needs {need / GB:.1f} GB of KV cache; "
+            f"{free_bytes / GB:.1f} GB are free ({where}): {advice}")

@@ -18,6 +18,7 @@ from ..engine import Sampling, Sequence, Step, derive_seed
 from ..engine.chat import few_shot_prompt, render_chat
 from ..answers import answers_match, extract_answer, has_boxed_answer
 from ..verifiers.base import StepToScore, Verifier
+from ..verifiers.confidence import mean_token_probability
 from .types import Candidate, Event, EventHandler, Generate, Node, Score, SearchConfig, SearchResult
 
 
@@ -273,10 +274,11 @@ class Run:
             nodes = self.path_nodes(node)
             scores = [n.score for n in nodes if n.score is not None]
             extracted = extract_answer("".join(n.step for n in nodes))
+            confidence = [mean_token_probability(self.logprobs.get(n.id, [])) for n in nodes]
             out.append(Candidate(node_id=node.id, steps=[n.step for n in nodes], step_scores=scores,
                                  score=aggregate(scores, self.config.aggregation),
                                  answer=extracted.answer, answer_method=extracted.method,
-                                 finish_reason=node.reason))
+                                 finish_reason=node.reason, step_confidence=confidence))
         return out
 
     def result(self, select: str) -> SearchResult:

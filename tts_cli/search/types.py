@@ -156,6 +156,9 @@ class Candidate:
     answer: str | None
     answer_method: str | None  # boxed, or a fallback (answer_is, last_number)
     finish_reason: str
+    # the policy's own confidence in each step, exp(mean token log-prob): kept so that finished
+    # runs can be re-chosen without generating again (`tts rescore`)
+    step_confidence: list[float] = field(default_factory=list)
 
     @property
     def text(self) -> str:

@@ -41,6 +41,7 @@ def selection(scores: np.ndarray, t: StepTable, records: dict[str, dict]) -> dic
     """What choosing among each problem's samples would have scored: by the highest last-step
     score (PRM-Max), by summed scores per answer (PRM-Vote), by majority vote, and the oracle."""
     out = {"problems": 0, "max": 0, "vote": 0, "majority": 0, "pass_at_n": 0}
+    ranks, random_ranks, contested_majority = [], [], 0
     for pid in np.unique(t.problem):
         m = (t.problem == pid) & t.last
         rec = records[pid]
@@ -51,6 +52,13 @@ def selection(scores: np.ndarray, t: StepTable, records: dict[str, dict]) -> dic
         out["pass_at_n"] += any(right)
         best = max(by_sample, key=by_sample.get)
         out["max"] += right[best]
+        scored = list(by_sample)
+        k = sum(right[i] for i in scored)
+        contested = 0 < k < len(scored)  # some samples right, some wrong: where choosing matters
+        if contested:
+            order = sorted(scored, key=lambda i: -by_sample[i])
+            ranks.append(next(r for r, i in enumerate(order, start=1) if right[i]))
+            random_ranks.append((len(scored) + 1) / (k + 1))  # a random order's expected best rank
         groups: dict[str, list[int]] = {}
         for i, a in enumerate(answers):
             if a is None:
@@ -62,8 +70,17 @@ def selection(scores: np.ndarray, t: StepTable, records: dict[str, dict]) -> dic
             majority = max(groups, key=lambda g: len(groups[g]))
             out["vote"] += right[groups[vote][0]]
             out["majority"] += right[groups[majority][0]]
+            if contested:
+                contested_majority += right[groups[majority][0]]
     n = max(1, out["problems"])
-    return {"problems": out["problems"], **{k: round(out[k] / n, 4) for k in ("max", "vote", "majority", "pass_at_n")}}
+    c = max(1, len(ranks))
+    return {"problems": out["problems"], **{k: round(out[k] / n, 4) for k in ("max", "vote", "majority", "pass_at_n")},
+            # on the problems where some samples are right and some wrong: where the best right
+            # sample ranks by this score (1: at the top), against a random order's expectation
+            "contested": len(ranks), "right_on_top": round(sum(r == 1 for r in ranks) / c, 4),
+            "mean_rank_of_best_right": round(float(np.mean(ranks)), 3) if ranks else None,
+            "random_mean_rank": round(float(np.mean(random_ranks)), 3) if ranks else None,
+            "majority_right_when_contested": round(contested_majority / c, 4)}
 
 
 def reliability(scores: np.ndarray, soft: np.ndarray, bins: int = 10) -> list[dict]:
