@@ -24,8 +24,8 @@ def test_auto_concurrency_is_cut_to_the_memory_free():
 
 
 def test_the_context_per_path_halves_when_one_search_does_not_fit():
-    p = plan(0.45, per_search=16, budget=16)  # 18 x 2048 x 23 KB = 0.85 GB: too much; 1024 cells fit
-    assert p.searches == 1 and p.context in (1024, 512)
+    p = plan(0.8, per_search=16, budget=16)  # 18 x 2048 x 23 KB = 0.85 GB: too much; 1024 cells fit
+    assert p.searches == 1 and p.context == 1024
 
 
 def test_what_the_user_asked_is_kept_or_refused_never_changed():

@@ -131,7 +131,11 @@ def test_within_problem_auc_and_selection_read_each_problems_candidates():
                "c": {"samples": [{"answer": "3", "correct": False}, {"answer": "4", "correct": False}]}}
     sel = selection(scores, t, records)
     assert sel == {"problems": 3, "max": round(1 / 3, 4), "vote": round(1 / 3, 4), "majority": round(1 / 3, 4),
-                   "pass_at_n": round(2 / 3, 4)}
+                   "pass_at_n": round(2 / 3, 4),
+                   # a and b are contested: the right sample ranks 1st in a, 2nd in b; a random order
+                   # puts it at (2 + 1) / (1 + 1) = 1.5 on average
+                   "contested": 2, "right_on_top": 0.5, "mean_rank_of_best_right": 1.5, "random_mean_rank": 1.5,
+                   "majority_right_when_contested": 0.5}
 
 
 def _train(data, model, folder, name, *extra):

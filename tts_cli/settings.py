@@ -48,8 +48,12 @@ class ModelSettings:
                                         "(default for best-of-n/beam/dvts: judge).")
     gpu_layers: Optional[NonNegative] = setting(None, "Layers to offload to the GPU (default all; 0 = CPU).")
     threads: Optional[Positive] = setting(None, "CPU threads (default: all cores).")
-    context_per_path: Annotated[int, Field(ge=64, le=1 << 20, strict=True)] = setting(
-        DEFAULT_CONTEXT_PER_PATH, "KV cells per path, prompt included.")
+    context_per_path: Optional[Annotated[int, Field(ge=64, le=1 << 20, strict=True)]] = setting(
+        None, f"KV cells per path, prompt included (default {DEFAULT_CONTEXT_PER_PATH}, less when the memory free "
+              "does not hold one search of that).")
+    memory: Optional[Annotated[float, Field(gt=0, allow_inf_nan=False)]] = setting(
+        None, "GB the run's KV caches may take (default: what the device has free, as llama.cpp reports it): "
+              "the searches in flight and the cells per path are sized to fit.")
     models_file: Optional[Path] = setting(None, "Extra model registry YAML (default: "
                                                 "~/.config/tts_cli/models.yaml if present).")
 

@@ -11,10 +11,11 @@ from dataclasses import asdict, replace
 from pathlib import Path
 
 from .engine import Engine, EngineError, Model
+from .engine.llamacpp import device_memory
 from .registry import RegistryError, default_model, load_registry, pull, resolve
 from .search import USES_VERIFIER, ConfigError, SearchConfig
-from .search.capacity import (PROMPT_CACHE_SLOTS, policy_slots, searches_in_flight, slots_needed,
-                              verifier_slots)
+from .search.capacity import (GB, PROMPT_CACHE_SLOTS, MemoryPlan, plan_memory, policy_slots, searches_in_flight,
+                              slots_needed, verifier_slots)
 from .search.scheduler import Job, Scheduler, run_search
 from .settings import DEFAULT_CONTEXT_PER_PATH, ModelSettings, RunSettings
 from .verifiers import HEAD_FORMATS, ConfidenceVerifier, JudgeVerifier, Verifier, verifier_from_format
@@ -37,7 +38,8 @@ def open_policy(model: str | os.PathLike | Model, config: SearchConfig, *, strat
 
 def open_verifier(spec: str | None, policy: Engine, config: SearchConfig, *, strategy: str = "beam",
                   concurrency: int = 1, n_gpu_layers: int | None = None, n_threads: int | None = None,
-                  context_per_path: int = DEFAULT_CONTEXT_PER_PATH, prm_entry: dict | None = None) -> Verifier | None:
+                  context_per_path: int = DEFAULT_CONTEXT_PER_PATH, prm_entry: dict | None = None,
+                  prm_model: Model | None = None) -> Verifier | None:
     """spec: "confidence", "judge" (the policy model as judge), "arithmetic" (the arithmetic the
     steps state, checked), "arithmetic+SPEC" (both: a false fact zeroes the other's score), or a
     PRM GGUF path described by `prm_entry` (a models.yaml entry with a `prm:` block)."""
@@ -50,7 +52,7 @@ def open_verifier(spec: str | None, policy: Engine, config: SearchConfig, *, str
     if spec.startswith(ARITHMETIC + "+"):
         other = open_verifier(spec[len(ARITHMETIC) + 1:], policy, config, strategy=strategy, concurrency=concurrency,
                               n_gpu_layers=n_gpu_layers, n_threads=n_threads, context_per_path=context_per_path,
-                              prm_entry=prm_entry)
+                              prm_entry=prm_entry, prm_model=prm_model)
         return CombinedVerifier(other)
     # A scoring context: node sequences for up to 2N paths per search; unified, since they
     # share prefixes.
@@ -63,8 +65,8 @@ def open_verifier(spec: str | None, policy: Engine, config: SearchConfig, *, str
         raise EngineError(f"{spec}: no PRM format known for this model; describe it in models.yaml "
                           "(prm: {format: math_shepherd|rlhflow|judge})")
     fmt = prm_entry["prm"].get("format")
-    engine = Engine(Path(spec), n_ctx=n_ctx, n_seq_max=slots, kv_unified=True, n_gpu_layers=n_gpu_layers,
-                    n_threads=n_threads, embeddings=fmt in HEAD_FORMATS)
+    engine = Engine(prm_model or Path(spec), n_ctx=n_ctx, n_seq_max=slots, kv_unified=True, n_gpu_layers=n_gpu_layers,
+                    n_threads=n_threads, embeddings=fmt in HEAD_FORMATS, owns_model=True)
     try:
         return verifier_from_format(prm_entry["prm"], engine, name=prm_entry.get("name") or Path(spec).stem,
                                     head_dir=Path(spec).parent)
@@ -108,8 +110,9 @@ class Session:
         self.prm_path, self.prm_entry = None, None
         if self.base_prm not in BUILTIN_VERIFIERS:
             self.prm_path, self.prm_entry = self._resolve(self.base_prm, pull_missing)
-        self.context = models.context_per_path
+        self.context = models.context_per_path or DEFAULT_CONTEXT_PER_PATH
         self.model: Model | None = None
+        self.memory = None  # the MemoryPlan `open` sized the engines by
 
     def _resolve(self, name: str, pull_missing: bool):
         try:
@@ -137,24 +140,47 @@ class Session:
         model_verifier = uses and self.base_prm not in ("confidence", ARITHMETIC)
         k = searches_in_flight(need, concurrency, model.offloaded, model_verifier=model_verifier)
         biggest = max((c for _, c in plans), key=lambda c: c.n * (2 if c.lookahead else 1))
-        threads = self.models.threads
-        policy = open_policy(model, biggest, slots=policy_slots(need, k), n_threads=threads,
-                             context_per_path=self.context)
+        prm_model = Model(self.prm_path, n_gpu_layers=self.models.gpu_layers) if uses and self.prm_path else None
+        try:
+            verifier_cell = (prm_model or model).kv_bytes_per_cell if model_verifier else 0
+            self.memory = self.plan_memory(model, need, biggest.n, k, concurrency, verifier_cell)
+            k, self.context = self.memory.searches, self.memory.context
+            threads = self.models.threads
+            policy = open_policy(model, biggest, slots=policy_slots(need, k), n_threads=threads,
+                                 context_per_path=self.context)
+        except BaseException:
+            if prm_model is not None:
+                prm_model.close()
+            raise
         spec = self.base_prm if self.base_prm in BUILTIN_VERIFIERS else str(self.prm_path)
         if self.arithmetic and self.base_prm != ARITHMETIC:
             spec = f"{ARITHMETIC}+{spec}"
         try:
             verifier = open_verifier(spec if uses else None, policy, biggest, concurrency=k,
                                      n_gpu_layers=self.models.gpu_layers, n_threads=threads,
-                                     context_per_path=self.context, prm_entry=self.prm_entry)
+                                     context_per_path=self.context, prm_entry=self.prm_entry, prm_model=prm_model)
         except BaseException:
             policy.close()
+            if prm_model is not None:
+                prm_model.close()
             raise
         # The engine holds k searches' paths; more searches may be in flight while some finish
         # their last paths (the scheduler admits by free slots).
         scheduler = Scheduler(policy, verifier, max_searches=4 * k)
         scheduler.concurrency = k
         return scheduler
+
+    def plan_memory(self, model: Model, need: int, budget: int, searches: int, asked: int | None,
+                    verifier_cell: int) -> MemoryPlan:
+        """The searches in flight and cells per path that fit the memory free (--memory, else
+        what the device reports once the policy is loaded)."""
+        if self.models.memory is not None:
+            free, where = self.models.memory * GB, "stated with --memory"
+        else:
+            free, where = device_memory(model.offloaded)
+        return plan_memory(free, per_search=need, budget=budget, policy_cell=model.kv_bytes_per_cell,
+                           verifier_cell=verifier_cell, asked_searches=asked, wanted_searches=searches,
+                           context=self.models.context_per_path, default_context=self.context, where=where)
 
     def fit_context(self, problem: str) -> None:
         """Room for a long problem: each path's context (its own KV stream) holds the prompt
@@ -309,7 +335,8 @@ class LocalSolver:
 
     def describe(self) -> str:
         return (f"concurrency: {self.scheduler.concurrency}{' (auto)' if self.asked is None else ''}: "
-                f"{self.scheduler.engine.n_seq_max} sequence slots, searches start as their paths fit")
+                f"{self.scheduler.engine.n_seq_max} sequence slots, searches start as their paths fit; "
+                f"{self.session.memory.describe()}")
 
     def info(self) -> dict:
         return self.session.info()

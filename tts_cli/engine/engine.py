@@ -172,10 +172,12 @@ class Engine:
     def __init__(self, model: str | os.PathLike | Model, *, n_ctx: int = 8192, n_seq_max: int = 16,
                  n_gpu_layers: int | None = None, n_threads: int | None = None,
                  kv_unified: bool | None = None, n_batch: int = 512, seed: int = 0,
-                 prefill_chunk: int | None = None, embeddings: bool = False, prompt_cache_slots: int = 1):
+                 prefill_chunk: int | None = None, embeddings: bool = False, prompt_cache_slots: int = 1,
+                 owns_model: bool | None = None):
         # A loaded Model can be shared by several engines (the benchmark makes one per N).
-        self._owns_model = not isinstance(model, Model)
-        self.model = Model(model, n_gpu_layers=n_gpu_layers) if self._owns_model else model
+        # A Model passed in stays its owner's, unless `owns_model` hands it over (closed with us).
+        self._owns_model = owns_model if owns_model is not None else not isinstance(model, Model)
+        self.model = model if isinstance(model, Model) else Model(model, n_gpu_layers=n_gpu_layers)
         if kv_unified is None:
             kv_unified = choose_kv_unified(n_seq_max)
         self.ctx = Context(self.model, n_ctx=n_ctx, n_seq_max=n_seq_max, kv_unified=kv_unified,

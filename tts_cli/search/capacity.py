@@ -140,10 +140,11 @@ def plan_memory(free_bytes: float, *, per_search: int, budget: int, policy_cell:
             k = max(k for k in range(1, max(1, wanted_searches) + 1) if fits(k, c))
         return MemoryPlan(k, c, kv_bytes(k, per_search, c, policy_cell, verifier_cell, budget), free_bytes, where)
     c = contexts[-1] if contexts else SMALLEST_CONTEXT
+    advice = "lower --n" + (" or --context-per-path" if context else "")
+    if verifier_cell:
+        advice += ", or use a verifier without a model (confidence, arithmetic)"
     raise ConfigError(_too_big("one search", 1, per_search, budget, c, policy_cell, verifier_cell, free_bytes, where,
-                               "lower --n" + (" or --context-per-path" if context else "") +
-                               ", or use a verifier without a model (confidence, arithmetic)" if verifier_cell else
-                               "lower --n" + (" or --context-per-path" if context else "")))
+                               advice))
 
 
 def _too_big(what, k, per_search, budget, c, policy_cell, verifier_cell, free_bytes, where, advice) -> str:
