@@ -5,11 +5,12 @@ the settings classes in cli_options.py), calls the library, and renders; nothing
 - run.py: solve, grade, compare, calibrate
 - train.py: train-prm
 - models.py: models list/info/pull, bench
+- serve.py: serve (the HTTP server itself is tts_cli/serve/)
 """
 
 from __future__ import annotations
 
-from . import models, run, train  # noqa: F401 - registers the commands
+from . import models, run, serve, train  # noqa: F401 - registers the commands
 from .common import app
 
 __all__ = ["app", "main"]
