@@ -53,6 +53,7 @@ def running_server(model, serve: dict | None = None, **flags):
     try:
         yield f"http://127.0.0.1:{sock.getsockname()[1]}", service
     finally:
+        service.stop()  # as a signal does (server._Server): searches cancelled, then uvicorn stops
         server.should_exit = True
         thread.join(60)
         sock.close()

@@ -33,6 +33,7 @@ from .service import ClientGone, SearchService
 
 log = logging.getLogger("tts_cli.serve")
 COMPLETION_ROUTES = ("/v1/chat/completions", "/v1/completions")
+STREAM_SHUTDOWN_GRACE_S = 5
 
 
 def create_app(service: SearchService) -> FastAPI:
@@ -87,7 +88,10 @@ async def complete(service: SearchService, shape, plan, body, request: Request):
         ticket = service.submit(plan, on_event=ProgressFeed(asyncio.get_running_loop(), events))
         ticket.outcome.add_done_callback(lambda _: events.put_nowait(None))
         include_usage = bool(body.stream_options and body.stream_options.include_usage)
-        return EventSourceResponse(stream(shape, service, ticket, plan, events, include_usage), sep="\n")
+        # On shutdown sse-starlette would cut the stream at once; the grace lets it end with the
+        # error event its cancelled search gives (the search thread answers within a step).
+        return EventSourceResponse(stream(shape, service, ticket, plan, events, include_usage), sep="\n",
+                                   shutdown_grace_period=STREAM_SHUTDOWN_GRACE_S)
     ticket = service.submit(plan)
     try:
         result = await service.result(ticket, plan, request.is_disconnected)
