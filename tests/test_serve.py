@@ -146,8 +146,8 @@ def test_a_chat_completion_with_each_strategy(tiny_server, strategy):
 
 
 def test_n_choices_are_the_best_distinct_answers_and_the_tree_comes_when_asked(tiny_server):
-    r = client(tiny_server).chat.completions.create(
-        model="tts-majority-8", messages=QUESTION, n=3, seed=1, extra_body={"tts": {"tree": True}})
+    r = client(tiny_server).chat.completions.create(  # `budget` is n; tts-majority: majority at the server's n
+        model="tts-majority", messages=QUESTION, n=3, seed=1, extra_body={"tts": {"tree": True, "budget": 8}})
     found = r.model_extra["tts"]
     answers = [extract_answer(c.message.content).answer for c in r.choices]
     assert len(found["votes"]) >= 3 and len(r.choices) == 3 and len(set(answers)) == 3
