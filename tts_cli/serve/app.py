@@ -45,8 +45,7 @@ def create_app(service: SearchService) -> FastAPI:
         finally:  # uvicorn is stopping: searches cancelled, engines closed on the search thread
             await asyncio.to_thread(service.close)
 
-    app = FastAPI(title="tts serve", summary="Test-time search behind an OpenAI-compatible API",
-                  lifespan=lifespan, docs_url=None, redoc_url=None)
+    app = FastAPI(title="tts serve", summary="Test-time search behind an OpenAI-compatible API", lifespan=lifespan)
     add_error_handlers(app)
     # the last added runs first: requests turned away by the Guard are counted too
     app.add_middleware(Guard, api_key=service.limits.api_key, max_body=service.limits.max_body_bytes)
