@@ -30,11 +30,16 @@ def tiny_vocab() -> tuple[list[str], list[float], list[int]]:
 
 def write_tiny_llama(path: Path, *, n_embd: int = 64, n_layer: int = 2, n_head: int = 4,
                      n_head_kv: int = 2, n_ff: int = 128, n_ctx_train: int = 4096,
-                     seed: int = 0, chat_template: str | None = None, quantized: bool = False) -> Path:
+                     seed: int = 0, chat_template: str | None = None, quantized: bool = False,
+                     endless: bool = False) -> Path:
     """quantized=True stores the weight matrices in Q4_1, as SmolLM2's GGUF does. llama.cpp's CPU
     kernels for F32 weights round differently with the number of rows in a batch (about 1e-6);
     its Q4_1 kernels compute each row alone, so results do not depend on what else is in the
-    batch (the concurrency tests need that)."""
+    batch (the concurrency tests need that).
+
+    endless=True zeroes the end-of-text token's output row: its logit is 0 while the others
+    spread over about +-10, so paths (almost) never end on their own and a search runs to its
+    step and token limits (for tests that need a search still in flight)."""
     import gguf
 
     tokens, scores, types = tiny_vocab()
@@ -90,7 +95,11 @@ def write_tiny_llama(path: Path, *, n_embd: int = 64, n_layer: int = 2, n_head: 
         add(f"blk.{i}.ffn_up.weight", rnd(n_ff, n_embd))
         add(f"blk.{i}.ffn_down.weight", rnd(n_embd, n_ff))
     w.add_tensor("output_norm.weight", np.ones(n_embd, np.float32))
-    add("output.weight", rnd(n_vocab, n_embd))
+    output = rnd(n_vocab, n_embd)
+    if endless:
+        assert not quantized, "endless models are F32"
+        output[2] = 0.0  # the end-of-text token (id 2)
+    add("output.weight", output)
     w.write_header_to_file()
     w.write_kv_data_to_file()
     w.write_tensors_to_file()

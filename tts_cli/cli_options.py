@@ -16,6 +16,7 @@ from typing import Optional
 import typer
 
 from .search.types import SearchConfig
+from .serve.settings import ServeSettings
 from .settings import BatchSettings, ModelSettings, RunSettings
 
 LOCAL = "local"  # --ray with no address
@@ -72,6 +73,7 @@ MODELS = flags_of(ModelSettings)
 STRATEGY = flags_of(RunSettings)
 SEARCH = flags_of(SearchConfig)
 BATCH = flags_of(BatchSettings)
+SERVE = flags_of(ServeSettings)  # tts serve's own: address, key, limits
 # What every command that runs searches takes: models, prompt and the limits of a path.
 PATHS = flags_of(SearchConfig, only=("temperature", "max_steps", "max_step_tokens", "seed", "prompt"))
 

@@ -185,6 +185,16 @@ def build_run(recipe: Path | None, flags: dict, **fixed) -> RunSettings:
     return RunSettings(strategy=strategy, search=search, models=models).checked()
 
 
+def build_search(base: RunSettings, strategy: str, values: dict, where) -> RunSettings:
+    """`base` with another strategy and search values that came from elsewhere than flags or a
+    recipe (a `tts serve` request), validated by the same code; `where(field)` names where a bad
+    value came from. A model setting cannot change here: the models are already loaded."""
+    if strategy not in STRATEGY_NAMES:
+        raise SettingsError(f"{where('strategy')}: expected one of {', '.join(STRATEGY_NAMES)}, got {strategy!r}")
+    search = _validated(SearchConfig, {**dataclasses.asdict(base.search), **values}, where)
+    return RunSettings(strategy=strategy, search=search, models=base.models).checked()
+
+
 def build_batch(flags: dict) -> BatchSettings:
     values = {k: flags[k] for k in field_names(BatchSettings) if k in flags and flags[k] is not None}
     batch = _validated(BatchSettings, values, _flag)
@@ -288,5 +298,5 @@ def schema(cls) -> dict:
 
 
 __all__ = ["BatchSettings", "DEFAULT_CONTEXT_PER_PATH", "DRAW_SEED", "ModelSettings", "RunSettings",
-           "SettingsError", "STRATEGY_NAMES", "build_batch", "build_run", "draw_seed", "parse_concurrency",
+           "SettingsError", "STRATEGY_NAMES", "build_batch", "build_run", "build_search", "draw_seed", "parse_concurrency",
            "parse_float_list", "parse_int_list", "parse_names", "read_problem_text", "read_recipe", "with_seed"]

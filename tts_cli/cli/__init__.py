@@ -4,13 +4,15 @@ the settings classes in cli_options.py), calls the library, and renders; nothing
 - common.py: the app, the consoles, errors and interrupts
 - run.py: solve, grade, compare, calibrate
 - train.py: train-prm
+- rescore.py: rescore (choose again from recorded candidates)
 - models.py: models list/info/pull, bench
 - data.py: data list/info/pull (problem sets by name)
+- serve.py: serve (the HTTP server itself is tts_cli/serve/)
 """
 
 from __future__ import annotations
 
-from . import data, models, rescore, run, train  # noqa: F401 - registers the commands
+from . import data, models, rescore, run, serve, train  # noqa: F401 - registers the commands
 from .common import app
 
 __all__ = ["app", "main"]

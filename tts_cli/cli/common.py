@@ -14,6 +14,7 @@ from ..profile import ProfileError
 from ..registry import RegistryError
 from ..results import ResultsError
 from ..search import ConfigError
+from ..serve.errors import ServerError
 from ..settings import SettingsError
 from ..train_prm import TrainingError
 
@@ -31,7 +32,7 @@ def _root() -> None:
 # Errors that are the user's to fix: one line on stderr, exit code 2, no traceback. Anything
 # else (engine.EngineBug among them) is a bug and keeps its traceback.
 USER_ERRORS = (SettingsError, EngineError, RegistryError, DataError, ConfigError, ResultsError, ProfileError,
-               TrainingError, ClusterError, ChatTemplateError)
+               TrainingError, ClusterError, ChatTemplateError, ServerError)
 
 
 def fail(message: str, code: int = 2) -> None:

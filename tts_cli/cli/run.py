@@ -20,6 +20,7 @@ def solve(
     as_json: bool = typer.Option(False, "--json", help="Print exactly one JSON object on stdout."),
     no_live: bool = typer.Option(False, "--no-live", help="No live tree (also off when stdout is not a terminal)."),
     tree: bool = typer.Option(False, "--tree", help="Print the whole search tree at the end (--json always has it)."),
+    server: Optional[str] = typer.Option(None, "--server", help="Solve on a `tts serve` server at this URL (its models; the live tree drawn from its stream)."),
     **opts,
 ):
     """Solve one problem with a test-time search, showing the search tree as it grows.
@@ -29,12 +30,15 @@ def solve(
       tts solve --strategy beam --n 16 --prm confidence "Find x if 2x + 3 = 11."
       echo "Find x if 2x + 3 = 11." | tts solve --file - --config recipes/beam-n16.yaml --json
       tts solve --strategy dvts --n 16 --tree "What is 7 * 8?"
+      tts solve --server http://127.0.0.1:8000 --strategy majority --n 8 "What is 7 * 8?"
     """
     from ..live import LiveView, render_tree, result_panel
+    from ..serve.client import remote_solver
     from ..settings import DRAW_SEED, draw_seed, read_problem_text, with_seed
     from ..solver import solve_text
     try:
         settings = build_run(opts["config"], opts)
+        solve_with = solve_text if server is None else remote_solver(server, opts)  # the same face
         if settings.search.seed == DRAW_SEED:
             settings = with_seed(settings, draw_seed())
             if not as_json:
@@ -44,9 +48,9 @@ def solve(
         if console.is_terminal and not no_live and not as_json:
             from rich.live import Live  # transient: the view cut to the terminal goes; --tree prints it all
             with Live(console=console, refresh_per_second=8, transient=True) as live:
-                result = solve_text(settings, text, LiveView(live, title))
+                result = solve_with(settings, text, LiveView(live, title))
         else:
-            result = solve_text(settings, text)
+            result = solve_with(settings, text)
     except USER_ERRORS as e:
         fail(str(e))
     if as_json:
