@@ -133,7 +133,7 @@ def test_compare_reports_the_table5_efficiency_line(tiny_model, tmp_path):
     eff = summary["efficiency"]
     maj = [row for row in summary["rows"] if row["strategy"] == "majority"]
     assert eff["majority_best_accuracy"] == max(row["accuracy"] for row in maj)
-    assert set(eff["by_budget"]) == {"2", "4"}
+    assert set(eff["by_budget"]) == {"1", "2", "4"}  # majority's curve, estimated from its one run at N=4
     assert "compute-optimal (auto)" in r.output or "auto did not reach" in r.output
 
 
@@ -169,13 +169,18 @@ def test_bench_from_the_cli(tiny_model):
 def test_calibrate_from_the_cli_prefills_each_prompt_once_and_runs_cot_once(tiny_model, tmp_path):
     data = write_jsonl(tmp_path / "d.jsonl", ARITH[:2])
     out = tmp_path / "profile.yaml"
-    r = tts("calibrate", data, "--budgets", "2,4", "--samples", "2", "--prm", "confidence", "--beam-widths", "2",
+    r = tts("calibrate", data, "--budgets", "2,4", "--prm", "confidence", "--beam-widths", "2",
             "--aggregations", "last", "--out", out, "--policy", tiny_model, "--prompt", "few-shot", *FAST)
     assert r.exit_code == 0, r.output
     profile = Profile.load(out)
     assert profile.choices and {c.budget for c in profile.choices} == {2, 4}
+    assert all(c.rule for c in profile.choices) and "held-out check: none" in r.output  # 2 problems: none held out
     runs = tmp_path / "profile.yaml.runs"
     assert (runs / "cot_n1.jsonl").exists() and not (runs / "cot_n2.jsonl").exists()
+    # majority and Best-of-N at N=2 and 4 come from one pool of 4 scored paths; no difficulty run
+    assert sorted(f.name for f in runs.glob("*.jsonl")) == sorted(
+        ["pool.jsonl", "cot_n1.jsonl"] + [f"{k}_n{n}_m2_vote_last.jsonl" for k in ("beam", "dvts") for n in (2, 4)])
+    assert {e["setting"] for e in profile.estimates if e["estimated"]} >= {"majority_n2", "best-of-n_n4_max_last"}
     from tts_cli.engine.chat import few_shot_prompt
     tiny = Model(tiny_model)
     prefilled = {}

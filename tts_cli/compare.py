@@ -44,13 +44,15 @@ def plan_runs(names: list[str], budgets: list[int], out: Path, base,
     from .batch import Run
     runs, pooled = {}, {}
     asked = [name for name in names if name in POOLED]
-    if asked:
-        n_max, strategy = max(budgets), "best-of-n" if "best-of-n" in asked else "majority"
-        key = f"pool N={n_max}"
-        runs[key] = Run(out / f"pool_{strategy}_n{n_max}.jsonl", base.but(strategy, n=n_max),
-                        label=f"{strategy} N={n_max} (pool)")
-        pooled[key] = asked
-    for name in (n for n in names if n not in POOLED):
+    for name in names:
+        if name in POOLED:
+            if not pooled:  # the one pool run, where the first of its strategies is listed
+                n_max, strategy = max(budgets), "best-of-n" if "best-of-n" in asked else "majority"
+                key = f"pool N={n_max}"
+                runs[key] = Run(out / f"pool_{strategy}_n{n_max}.jsonl", base.but(strategy, n=n_max),
+                                label=f"{strategy} N={n_max} (pool)")
+                pooled[key] = asked
+            continue
         for n in ([1] if name == "cot" else budgets):
             m = base.search.beam_width
             if name in ("beam", "dvts") and n % m:
