@@ -84,7 +84,7 @@ def test_calibrate_samples_one_pool_per_temperature_and_estimates_every_budget(t
     maj2 = estimated[(2, "majority_n2_t0.7")]
     # majority of 2 of [2, 1, 1, 1]: the 3 pairs with the wrong first path tie and pick it: 3 of 6 right
     assert maj2["accuracy"] == pytest.approx(0.5 * 0.5)  # half the problems easy
-    assert maj2["run"] == "pool_t0.7" and maj2["flops"] == pytest.approx(16.0 * 2 / 4)
+    assert maj2["run"] == "pool_n4_t0.7" and maj2["flops"] == pytest.approx(16.0 * 2 / 4)
     assert estimated[(4, "majority_n4_t0.7")]["accuracy"] == pytest.approx(0.5)
     assert estimated[(2, "best-of-n_n2_max_last_t0.3")]["accuracy"] == pytest.approx(0.5)  # the right path scores higher
     # difficulty from the reference pool (T=0.7): 3 of 4 right is easy, 0 of 4 hard

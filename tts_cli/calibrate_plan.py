@@ -82,8 +82,11 @@ def pool_setting(n_max: int, temperature: float | None, has_verifier: bool) -> S
     return Setting("best-of-n" if has_verifier else "majority", n_max, temperature=temperature, role="pool")
 
 
-def pool_key(temperature: float | None) -> str:
-    return "pool" + (f"_t{temperature:g}" if temperature is not None else "")
+def pool_key(n_max: int, temperature: float | None) -> str:
+    """The pool run's key (and results file name): its size and temperature, so that a
+    calibration with other budgets or temperatures samples its own pool instead of refusing the
+    file of another."""
+    return f"pool_n{n_max}" + (f"_t{temperature:g}" if temperature is not None else "")
 
 
 def calibration_plan(budgets: list[int], settings_for: Callable[[int], list[Setting]], *, has_verifier: bool,
@@ -98,7 +101,7 @@ def calibration_plan(budgets: list[int], settings_for: Callable[[int], list[Sett
             if s.strategy == "cot":
                 plan.setdefault(COT.key, COT)
             elif s.pooled and not per_setting:
-                plan.setdefault(pool_key(s.temperature), pool_setting(max(budgets), s.temperature, has_verifier))
+                plan.setdefault(pool_key(max(budgets), s.temperature), pool_setting(max(budgets), s.temperature, has_verifier))
             else:
                 plan.setdefault(s.key, s)
     return plan

@@ -78,7 +78,8 @@ def build_profile(plan: dict[str, Setting], records: dict[str, list[dict]],
     measured = measure(plan, records, settings_for, options)
     temperatures = [s.temperature for s in settings_for(options.budgets[0]) if s.pooled]
     reference_t = reference_temperature(temperatures, options.base_temperature)
-    reference_pools = measured.pools[DIFFICULTY if DIFFICULTY in plan else pool_key(reference_t)]
+    n_max = max(options.budgets)
+    reference_pools = measured.pools[DIFFICULTY if DIFFICULTY in plan else pool_key(n_max, reference_t)]
     bins = options.bins
     bin_of = {i: bins.of(reference_pools[i].pass_at_1) for i in measured.ids}
     held = heldout_ids(measured.ids, options.holdout, options.seed) if options.holdout > 0 else set()
@@ -86,7 +87,8 @@ def build_profile(plan: dict[str, Setting], records: dict[str, list[dict]],
         held = set()  # too few problems to check on (or --holdout 0): every problem decides
     calib = [i for i in measured.ids if i not in held]
 
-    probe_t = reference_t if reference_t is not None else options.base_temperature
+    # the probe's temperature: the reference pool's (the difficulty run samples at --temperature)
+    probe_t = options.base_temperature if DIFFICULTY in plan or reference_t is None else reference_t
     models = [fit_probe_model(k, reference_pools, bin_of, calib, options, probe_t)
               for k in sorted({probe_size(b) for b in options.budgets})]
     cells = {b: {key: m.per_problem for key, m in measured.table[b].items()} for b in options.budgets}
@@ -125,7 +127,7 @@ def measure(plan: dict[str, Setting], records: dict[str, list[dict]], settings_f
                 graded = [r for r in records[s.key] if not r.get("error") and r.get("correct") is not None]
                 m = Measured(s, record_accuracies(records[s.key]), flops[s.key], pass_at_n(graded), s.key, False)
             else:
-                run = pool_key(s.temperature)
+                run = pool_key(max(options.budgets), s.temperature)
                 m = estimate_from_pool(s, list(pools[run].values()), flops[run], run, options.seed)
             table[budget][s.key] = m
     every = [set(m.per_problem) for row in table.values() for m in row.values()] + [set(p) for p in pools.values()]
@@ -218,9 +220,10 @@ def estimate_rows(measured: Measurements, calib: list, options: Options) -> list
         for key, m in row.items():
             iv = bootstrap_interval([m.per_problem[i] for i in calib], level=options.level, seed=options.seed,
                                     resamples=options.resamples)
-            rows.append({"budget": budget, "setting": key, "accuracy": round(iv.mean, 4), "lo": round(iv.lo, 4),
-                         "hi": round(iv.hi, 4), "flops": m.flops, "pass_at_n": m.pass_at_n,
-                         "problems": len(calib), "run": m.run, "estimated": m.estimated})
+            rows.append({"budget": budget, "setting": key, "settings": m.setting.overrides(),
+                         "accuracy": round(iv.mean, 4), "lo": round(iv.lo, 4), "hi": round(iv.hi, 4),
+                         "flops": m.flops, "pass_at_n": m.pass_at_n, "problems": len(calib), "run": m.run,
+                         "estimated": m.estimated})
     return rows
 
 

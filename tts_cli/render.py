@@ -113,21 +113,32 @@ def profile_report(console: Console, profile, title: str | None = None) -> None:
     held-out check (`tts calibrate` at the end, and `tts calibrate --show PROFILE`)."""
     table = Table(title=title or f"profile: {Path(str(profile.policy.get('file', '?'))).name}, "
                                  f"verifier {profile.prm or 'none'}")
-    for col in ("difficulty", "budget", "setting", "accuracy", "90% interval", "pass@N", "FLOPs / problem",
-                "problems", "rule"):
-        table.add_column(col, justify="right" if col not in ("setting", "rule") else "left")
+    for col in ("bin", "N", "setting", "accuracy (90%)", "pass@N", "FLOPs", "problems", "rule"):
+        table.add_column(col, justify="left" if col in ("setting", "rule") else "right")
     for c in profile.choices:
-        table.add_row(c.bin, str(c.budget), c.describe(), f"{c.accuracy:.0%}",
-                      f"{c.interval[0]:.0%}-{c.interval[1]:.0%}" if c.interval else "-", fmt(c.pass_at_n, "{:.0%}"),
-                      f"{c.flops:.3g}", str(c.problems), c.rule or "best measured (version 1 profile)")
+        accuracy = f"{c.accuracy:.0%}" + (f" ({c.interval[0]:.0%}-{c.interval[1]:.0%})" if c.interval else "")
+        table.add_row(c.bin, str(c.budget), c.describe(), accuracy, fmt(c.pass_at_n, "{:.0%}"), f"{c.flops:.2g}",
+                      str(c.problems), short_rule(c.rule))
     console.print(table)
     meta = profile.meta
     if "calibration_problems" in meta:
         console.print(f"decided on {meta['calibration_problems']} problems (per bin: {meta['problems_per_bin']}); "
-                      f"a choice other than the default (majority at the budget, or CoT when as good) must beat it "
-                      f"on the same problems by more than the noise", highlight=False)
+                      f"rule: a setting replaces the default (majority at the budget, or CoT when as good) only "
+                      f"when it beats it on the same problems by more than the noise; a bin with fewer than "
+                      f"{meta.get('min_bin_problems')} problems is decided with its neighbour or on all",
+                      highlight=False)
     for line in difficulty_model_lines(profile) + heldout_lines(profile):
         console.print(line, highlight=False)
+
+
+def short_rule(rule: str | None) -> str:
+    """A choice's rule in a table cell; the full one is in the profile."""
+    if rule is None:
+        return "best measured (v1)"
+    if rule.startswith("beats default by "):
+        return "beats default by " + rule.split()[3]
+    return rule.replace("bin too small: merged with ", "small bin, with ").replace(
+        "bin too small: all-problem choice", "small bin, all problems")
 
 
 def difficulty_model_lines(profile) -> list[str]:
