@@ -24,6 +24,9 @@ import subprocess
 import sys
 from pathlib import Path
 
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))  # this checkout's tts_cli, as the `python -m tts_cli` runs below (cwd=REPO) use
+
 from tts_cli.datasets import resolve_data
 from tts_cli.pools import bootstrap_interval, paired_difference
 from tts_cli.profile import Profile
@@ -40,7 +43,7 @@ def search_flags(args) -> list[str]:
 def tts(*words) -> None:
     cmd = [sys.executable, "-m", "tts_cli", *map(str, words)]
     print("$", " ".join(cmd), flush=True)
-    subprocess.run(cmd, check=True)
+    subprocess.run(cmd, check=True, cwd=REPO)
 
 
 def calibration_set(args) -> Path:

@@ -25,6 +25,9 @@ import sys
 import time
 from pathlib import Path
 
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))  # this checkout's tts_cli, as the `python -m tts_cli` runs below (cwd=REPO) use
+
 from tts_cli.pools import paired_difference
 from tts_cli.profile import Profile
 from tts_cli.results import read_records
@@ -43,7 +46,7 @@ def calibrate(args, out: Path, per_setting: bool) -> float:
     cmd += ["--per-setting"] if per_setting else []
     print("$", " ".join(cmd), flush=True)
     t0 = time.perf_counter()
-    subprocess.run(cmd, check=True)
+    subprocess.run(cmd, check=True, cwd=REPO)
     return time.perf_counter() - t0
 
 

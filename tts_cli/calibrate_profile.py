@@ -78,17 +78,13 @@ def build_profile(plan: dict[str, Setting], records: dict[str, list[dict]],
     measured = measure(plan, records, settings_for, options)
     temperatures = [s.temperature for s in settings_for(options.budgets[0]) if s.pooled]
     reference_t = reference_temperature(temperatures, options.base_temperature)
-    n_max = max(options.budgets)
-    reference_pools = measured.pools[DIFFICULTY if DIFFICULTY in plan else pool_key(n_max, reference_t)]
-    bins = options.bins
-    bin_of = {i: bins.of(reference_pools[i].pass_at_1) for i in measured.ids}
-    held = heldout_ids(measured.ids, options.holdout, options.seed) if options.holdout > 0 else set()
-    if len(held) < 2 or len(measured.ids) - len(held) < 2:
-        held = set()  # too few problems to check on (or --holdout 0): every problem decides
-    calib = [i for i in measured.ids if i not in held]
+    per_setting = DIFFICULTY in plan
+    reference_pools = measured.pools[DIFFICULTY if per_setting else pool_key(max(options.budgets), reference_t)]
+    bin_of = {i: options.bins.of(reference_pools[i].pass_at_1) for i in measured.ids}
+    calib, held = split(measured.ids, options)
 
     # the probe's temperature: the reference pool's (the difficulty run samples at --temperature)
-    probe_t = options.base_temperature if DIFFICULTY in plan or reference_t is None else reference_t
+    probe_t = options.base_temperature if per_setting or reference_t is None else reference_t
     models = [fit_probe_model(k, reference_pools, bin_of, calib, options, probe_t)
               for k in sorted({probe_size(b) for b in options.budgets})]
     cells = {b: {key: m.per_problem for key, m in measured.table[b].items()} for b in options.budgets}
@@ -98,17 +94,28 @@ def build_profile(plan: dict[str, Setting], records: dict[str, list[dict]],
                              resamples=options.resamples)
     choices = [choice_of(c, measured.table[c["budget"]][c["setting"]], calib, bin_of, options) for c in decided]
     estimates = estimate_rows(measured, calib, options)
-    heldout = check_heldout(decided, cells, bin_of, held, majority, reference_pools, models, options) if held else \
-        {"share": options.holdout, "skipped": f"{len(measured.ids)} problems: too few to hold any out" if options.holdout
-         else "--holdout 0"}
-    return Profile(policy=policy, prm=prm, bins=bins, choices=choices, frontier=frontier(estimates),
+    if held:
+        heldout = check_heldout(decided, cells, bin_of, held, majority, reference_pools, models, options)
+    else:
+        heldout = {"share": options.holdout, "skipped": "--holdout 0" if not options.holdout else
+                   f"{len(measured.ids)} problems: too few to hold any out"}
+    return Profile(policy=policy, prm=prm, bins=options.bins, choices=choices, frontier=frontier(estimates),
                    estimates=estimates, heldout=heldout, difficulty_models=models,
                    meta={"problems_used": len(measured.ids), "problems_dropped": measured.dropped,
                          "calibration_problems": len(calib), "heldout_problems": len(held),
                          "problems_per_bin": {b: sum(1 for i in calib if bin_of[i] == b) for b in BIN_NAMES},
                          "budgets": list(options.budgets), "reference_temperature": reference_t,
                          "level": options.level, "min_bin_problems": options.min_problems,
-                         "settings_measured": [key for key in measured.table[options.budgets[0]]]})
+                         "settings_measured": list(dict.fromkeys(k for row in measured.table.values() for k in row))})
+
+
+def split(ids: list, options: Options) -> tuple[list, set]:
+    """(calibration problems, held-out problems). Nothing is held out with --holdout 0, or when
+    either side would have fewer than 2 problems: then every problem decides and nothing is checked."""
+    held = heldout_ids(ids, options.holdout, options.seed) if options.holdout > 0 else set()
+    if len(held) < 2 or len(ids) - len(held) < 2:
+        held = set()
+    return [i for i in ids if i not in held], held
 
 
 # --- 1. measuring ---------------------------------------------------------------------------------
