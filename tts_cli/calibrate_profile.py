@@ -236,8 +236,8 @@ def estimate_rows(measured: Measurements, calib: list, options: Options) -> list
 
 def frontier(estimates: list[dict]) -> list[dict]:
     """The settings no other beats on both accuracy and FLOPs (CoT listed once)."""
-    points = list({e["setting"]: {"setting": e["setting"], "accuracy": e["accuracy"], "flops": e["flops"],
-                                  "pass_at_n": e["pass_at_n"]} for e in estimates}.values())
+    points = list({e["setting"]: {"setting": e["setting"], "accuracy": e["accuracy"], "lo": e["lo"], "hi": e["hi"],
+                                  "flops": e["flops"], "pass_at_n": e["pass_at_n"]} for e in estimates}.values())
     front = [p for p in points
              if not any(q["accuracy"] >= p["accuracy"] and q["flops"] < p["flops"] or
                         q["accuracy"] > p["accuracy"] and q["flops"] <= p["flops"] for q in points)]
