@@ -1,5 +1,6 @@
 """Compute-optimal TTS on the scripted fake engine: calibrate, profiles, and --strategy auto."""
 
+import json
 import re
 
 import pytest
@@ -12,65 +13,165 @@ from tts_cli.profile import Choice, Profile, ProfileError
 from tts_cli.search import Candidate, SearchConfig, SearchResult, run_search
 
 
-def fake_result(answer, flops, candidate_answers=()):
-    candidates = [Candidate(node_id=i, steps=[], step_scores=[], score=None, answer=a, answer_method="boxed",
-                            finish_reason="eos") for i, a in enumerate(candidate_answers)]
+def fake_result(answer, flops, candidate_answers=(), scores=None):
+    """A finished search: its answer, FLOPs, and candidates with these answers (and, when given,
+    one step score each, as a Best-of-N pool records them)."""
+    scores = scores if scores is not None else [None] * len(candidate_answers)
+    candidates = [Candidate(node_id=i, steps=["step"], step_scores=[] if s is None else [s], score=s, answer=a,
+                            answer_method="boxed", finish_reason="eos")
+                  for i, (a, s) in enumerate(zip(candidate_answers, scores))]
     return SearchResult(problem="p", strategy="x", config={}, answer=answer, candidates=candidates, tree=[],
                         votes={}, compute={"flops": flops, "seconds": 0.0, "policy": {}})
 
 
-def test_calibrate_picks_the_scripted_optimum_in_each_bin(tmp_path):
-    problems = [Problem(id=f"{kind}{i}", problem=f"{kind} {i}", answer="1", line=i + (0 if kind == "easy" else 10))
-                for kind in ("easy", "hard") for i in range(4)]
-    pass1 = {"easy": 0.8, "hard": 0.0}
-    # Scripted accuracies: on easy problems majority vote is always right (and cheapest);
-    # on hard ones only beam search with M=4 is, and PRM-Max Best-of-N half the time.
-    def solve(setting: Setting, problem: Problem):
-        kind = problem.problem.split()[0]
-        idx = int(problem.problem.split()[1])
-        flops = {"cot": 0.25, "majority": 1.0, "best-of-n": 2.0, "beam": 3.0, "dvts": 3.0}[setting.strategy] * setting.n
-        if kind == "easy":
-            right = setting.strategy in ("majority", "best-of-n")
-        else:
-            right = (setting.strategy == "beam" and setting.beam_width == 4) or \
-                    (setting.strategy == "best-of-n" and setting.selection == "max" and idx % 2 == 0)
-        return fake_result("1" if right else "2", flops)
+def scripted_problems(easy: int, hard: int) -> list[Problem]:
+    kinds = ["easy"] * easy + ["hard"] * hard
+    return [Problem(id=f"{k}{i}", problem=f"{k} {i}", answer="1", line=i + 1) for i, k in enumerate(kinds)]
 
-    solved = []
 
-    def solve_many(pairs):
+class Script:
+    """A solve_many for calibrate: pools (Best-of-N at N_max) whose paths are right on easy
+    problems (3 of 4, the wrong one first) and wrong on hard ones; CoT always wrong; beam and
+    DVTS right where `right(setting, kind, index)` says. Records every (run setting, problem)."""
+
+    def __init__(self, right=lambda setting, kind, index: False, pool=None):
+        self.right, self.solved = right, []
+        self.pool = pool or (lambda setting, kind: ["2", "1", "1", "1"] * (setting.n // 4) if kind == "easy"
+                             else ["2"] * setting.n)
+
+    def __call__(self, pairs):
         for setting, problem in pairs:
-            solved.append((setting.key, problem.id))
-            if setting.key == "majority_n5":  # the difficulty run: 5 samples, pass@1 as scripted
-                right = round(5 * pass1[problem.problem.split()[0]])
-                yield (setting, problem), fake_result("1", 5.0, ["1"] * right + ["2"] * (5 - right))
+            self.solved.append((setting, problem.id))
+            kind, index = problem.problem.split()
+            if setting.role == "pool":
+                answers = self.pool(setting, kind)
+                yield (setting, problem), fake_result(answers[0], 4.0 * setting.n, answers,
+                                                      [0.9 if a == "1" else 0.2 for a in answers])
+            elif setting.strategy == "cot":
+                yield (setting, problem), fake_result("2", 1.0, ["2"])
             else:
-                yield (setting, problem), solve(setting, problem)
+                ok = self.right(setting, kind, int(index))
+                yield (setting, problem), fake_result("1" if ok else "2", 3.0 * setting.n, ["1" if ok else "2"])
 
-    profile = calibrate(problems, [4, 8], tmp_path / "runs", solve_many=solve_many, samples=5,
-                        has_verifier=True, policy={"name": "fake", "file": "fake.gguf"}, prm="scripted")
-    for budget in (4, 8):
-        easy = profile.lookup("easy", budget)
-        assert (easy.strategy, easy.accuracy) == ("majority", 1.0)  # ties with best-of-n, fewer FLOPs
-        hard = profile.lookup("hard", budget)
-        assert (hard.strategy, hard.beam_width, hard.accuracy) == ("beam", 4, 1.0)
-    assert profile.lookup("medium", 4) is None
-    assert profile.meta["problems_per_bin"] == {"easy": 4, "medium": 0, "hard": 4}
-    assert {p["setting"] for p in profile.frontier} >= {"majority_n4"}
-    # resumable: a second run reads every result back instead of solving again
-    # CoT does not depend on N: it runs once per problem, not once per budget
-    assert sum(1 for key, _ in solved if key.startswith("cot")) == len(problems)
-    # every (setting, problem) was solved exactly once, problem by problem
-    assert len(solved) == len(set(solved))
-    assert [pid for _, pid in solved] == sorted([pid for _, pid in solved], key=[p.id for p in problems].index)
 
-    def nothing_left(pairs):
+def small_grid(temperatures=(None,)):
+    return lambda b: candidate_settings(b, has_verifier=True, beam_widths=(2,), aggregations=("last",),
+                                        temperatures=temperatures)
+
+
+def test_calibrate_samples_one_pool_per_temperature_and_estimates_every_budget(tmp_path):
+    problems = scripted_problems(6, 6)
+    script = Script()
+    profile = calibrate(problems, [2, 4], tmp_path / "runs", solve_many=script, has_verifier=True,
+                        policy={"file": "fake.gguf"}, prm="scripted", settings_for=small_grid((0.3, 0.7)),
+                        base_temperature=0.7, holdout=0)
+    ran = {s for s, _ in script.solved}
+    pools = {s for s in ran if s.role == "pool"}
+    # one pool per temperature, at the largest budget, Best-of-N (every step scored)
+    assert {(s.strategy, s.n, s.temperature) for s in pools} == {("best-of-n", 4, 0.3), ("best-of-n", 4, 0.7)}
+    # no majority or Best-of-N run of its own, and no difficulty run: the pools give both
+    assert not any(s.strategy in ("majority", "best-of-n") and s.role is None for s in ran)
+    assert not (tmp_path / "runs" / "difficulty.jsonl").exists()
+    # beam search and DVTS still run per setting, CoT once
+    own = {s.key for s in ran if s.role is None}
+    assert own == {"cot_n1"} | {f"{k}_n{n}_m2_vote_last_t{t}" for k in ("beam", "dvts") for n in (2, 4)
+                                for t in ("0.3", "0.7")}
+    assert len(script.solved) == len(set(script.solved)) == len(problems) * len(ran)
+    # every budget estimated from the pool at its temperature; FLOPs n / N_max of the pool's
+    estimated = {(e["budget"], e["setting"]): e for e in profile.estimates if e["estimated"]}
+    assert set(estimated) == {(n, f"{k}_n{n}{extra}_t{t}") for n in (2, 4) for t in ("0.3", "0.7")
+                              for k, extra in [("majority", ""), ("best-of-n", "_vote_last"), ("best-of-n", "_max_last")]}
+    maj2 = estimated[(2, "majority_n2_t0.7")]
+    # majority of 2 of [2, 1, 1, 1]: the 3 pairs with the wrong first path tie and pick it: 3 of 6 right
+    assert maj2["accuracy"] == pytest.approx(0.5 * 0.5)  # half the problems easy
+    assert maj2["run"] == "pool_n4_t0.7" and maj2["flops"] == pytest.approx(16.0 * 2 / 4)
+    assert estimated[(4, "majority_n4_t0.7")]["accuracy"] == pytest.approx(0.5)
+    assert estimated[(2, "best-of-n_n2_max_last_t0.3")]["accuracy"] == pytest.approx(0.5)  # the right path scores higher
+    # difficulty from the reference pool (T=0.7): 3 of 4 right is easy, 0 of 4 hard
+    assert profile.meta["problems_per_bin"] == {"easy": 6, "medium": 0, "hard": 6}
+
+    def nothing_left(pairs):  # resumable: a second calibration reads every run back
         for pair in pairs:
             raise AssertionError(f"solved again: {pair}")
         yield from ()
-    again = calibrate(problems, [4, 8], tmp_path / "runs", solve_many=nothing_left, samples=5,
-                      has_verifier=True, policy={"file": "fake.gguf"}, prm="scripted")
-    assert [c.strategy for c in again.choices] == [c.strategy for c in profile.choices]
+    again = calibrate(problems, [2, 4], tmp_path / "runs", solve_many=nothing_left, has_verifier=True,
+                      policy={"file": "fake.gguf"}, prm="scripted", settings_for=small_grid((0.3, 0.7)),
+                      base_temperature=0.7, holdout=0)
+    assert [c.setting for c in again.choices] == [c.setting for c in profile.choices]
+    assert again.estimates == profile.estimates
+
+
+def test_per_setting_calibration_runs_every_setting_and_a_difficulty_run(tmp_path):
+    script = Script()
+    profile = calibrate(scripted_problems(3, 3), [2, 4], tmp_path / "runs", solve_many=script, has_verifier=True,
+                        policy={"file": "fake.gguf"}, prm="scripted", settings_for=small_grid(), per_setting=True,
+                        samples=4, holdout=0)
+    ran = {s for s, _ in script.solved}
+    assert {s.key for s in ran if s.role is None} >= {"majority_n2", "majority_n4", "best-of-n_n4_max_last"}
+    assert {(s.role, s.n) for s in ran if s.role} == {("difficulty", 4)}
+    assert not any(e["estimated"] for e in profile.estimates) and profile.meta["mode"] == "per-setting"
+
+
+def test_a_setting_one_problem_better_stays_default_and_a_clear_win_switches(tmp_path):
+    # hard problems: every pool path and CoT wrong. Beam search (M=2) is right on every hard
+    # problem at N=4 (a clear win), on one of them at N=2 (noise); DVTS never.
+    def beam_right(setting, kind, index):
+        return setting.strategy == "beam" and kind == "hard" and (setting.n == 4 or index == 12)
+    profile = calibrate(scripted_problems(12, 12), [2, 4], tmp_path / "runs", solve_many=Script(beam_right),
+                        has_verifier=True, policy={"file": "fake.gguf"}, prm="scripted", settings_for=small_grid(),
+                        holdout=0, min_problems=10)
+    chosen = {(c.bin, c.budget): c for c in profile.choices}
+    clear = chosen[("hard", 4)]
+    assert clear.setting == "beam_n4_m2_vote_last" and clear.rule.startswith("beats default by 1.000")
+    assert clear.default == "cot_n1" and clear.difference["lo"] > 0  # CoT, as good as majority (both 0), is the default
+    noise = chosen[("hard", 2)]
+    assert noise.setting == "cot_n1" and noise.rule == "default"
+    assert noise.strategy == "cot" and profile.lookup("hard", 2).settings() == {"strategy": "cot", "n": 2}
+    easy = chosen[("easy", 4)]
+    assert easy.setting == "majority_n4" and easy.rule == "default" and easy.interval == [1.0, 1.0]
+    # no medium problem: decided with the larger neighbour (easy on a tie)
+    assert chosen[("medium", 4)].rule == "bin too small: merged with easy"
+    assert chosen[("medium", 4)].setting == "majority_n4"
+
+
+def test_small_bins_fall_back_to_the_all_problem_choice(tmp_path):
+    def beam_right(setting, kind, index):
+        return setting.strategy == "beam" and kind == "hard" and setting.n == 4
+    profile = calibrate(scripted_problems(12, 12), [4], tmp_path / "runs", solve_many=Script(beam_right),
+                        has_verifier=True, policy={"file": "fake.gguf"}, prm="scripted", settings_for=small_grid(),
+                        holdout=0, min_problems=20)
+    # no bin has 20 problems, nor does any bin with its neighbour: every bin is chosen on all 24;
+    # beam (right on half) against majority (right on the other half): no clear win either way
+    for c in profile.choices:
+        assert c.rule == "bin too small: all-problem choice" and c.problems == 24
+        assert c.setting in ("majority_n4", "cot_n1")
+    assert profile.lookup("hard", 4).strategy != "beam"
+
+
+def test_calibrate_chooses_the_temperature_under_the_noise_rule_and_auto_samples_at_it(tmp_path):
+    problems = [Problem(id=f"p{i}", problem=f"easy {i}", answer="1", line=i + 1) for i in range(24)]
+    # majority is right at T=0.3 (every path) and wrong at T=0.7, the run's own temperature
+    script = Script(pool=lambda setting, kind: ["1" if setting.temperature == 0.3 else "2"] * setting.n)
+    plan = lambda b: candidate_settings(b, has_verifier=False, temperatures=(0.3, 0.7))  # noqa: E731
+    assert {s.key for s in plan(4)} == {"cot_n4", "majority_n4_t0.3", "majority_n4_t0.7"}
+    profile = calibrate(problems, [4], tmp_path / "runs", solve_many=script, has_verifier=False,
+                        policy={"file": "fake.gguf"}, prm=None, settings_for=plan, base_temperature=0.7, holdout=0)
+    assert {s.strategy for s, _ in script.solved if s.role == "pool"} == {"majority"}  # no verifier: votes only
+    choice = profile.lookup("hard", 4)  # every problem is hard at the reference temperature
+    assert choice.settings() == {"strategy": "majority", "n": 4, "temperature": 0.3}
+    assert choice.rule.startswith("beats default") and choice.default == "cot_n1"
+    assert choice.pass_at_n == 1.0
+    assert all("pass_at_n" in p for p in profile.frontier)
+    profile.save(tmp_path / "profile.yaml")
+    engine = FakeEngine(hard_script)
+    engine.model.path = "fake.gguf"
+    result = run_search("auto", "p", engine, None, SearchConfig(n=8, probe=2, temperature=0.9,
+                                                                 profile=str(tmp_path / "profile.yaml")))
+    assert result.auto["chosen"] == "majority" and result.auto["settings"]["temperature"] == 0.3
+    # one bin only: no difficulty model, the probe's agreement bins it, sampled at the run's T
+    assert result.auto["difficulty_from"] == "answer agreement"
+    temps = [s.sampling.temperature for s in engine.started]
+    assert temps.count(0.9) == 2 and temps.count(0.3) == 6  # the probe at the run's T, the rest at the profile's
 
 
 def test_candidate_settings_cover_the_hyper_parameters():
@@ -179,31 +280,6 @@ def test_agreement_estimates_pass_at_1():
     assert Bins().of(0.5) == "easy" and Bins().of(0.1) == "medium" and Bins().of(0.09) == "hard"
 
 
-def test_calibrate_chooses_the_temperature_per_bin_and_auto_samples_at_it(tmp_path):
-    problems = [Problem(id=f"p{i}", problem=f"p {i}", answer="1", line=i + 1) for i in range(4)]
-
-    def solve_many(pairs):  # majority is right only at T=0.3; the difficulty run says: easy
-        for setting, problem in pairs:
-            right = setting.strategy == "majority" and setting.temperature == 0.3 or setting.key == "majority_n5"
-            yield (setting, problem), fake_result("1" if right else "2", 1.0, ["1", "2"] if right else ["2", "1"])
-    plan = lambda b: candidate_settings(b, has_verifier=False, temperatures=(0.3, 0.7))  # noqa: E731
-    assert {s.key for s in plan(4)} == {"cot_n4", "majority_n4_t0.3", "majority_n4_t0.7"}
-    profile = calibrate(problems, [4], tmp_path / "runs", solve_many=solve_many, samples=5, has_verifier=False,
-                        policy={"file": "fake.gguf"}, prm=None, settings_for=plan)
-    choice = profile.lookup("easy", 4)
-    assert choice.settings() == {"strategy": "majority", "n": 4, "temperature": 0.3}
-    assert choice.pass_at_n == 1.0  # a right candidate at both temperatures: pass@N is kept per setting
-    assert all("pass_at_n" in p for p in profile.frontier)
-    profile.save(tmp_path / "profile.yaml")
-    engine = FakeEngine(easy_script)
-    engine.model.path = "fake.gguf"
-    result = run_search("auto", "p", engine, None, SearchConfig(n=8, probe=2, temperature=0.9,
-                                                                 profile=str(tmp_path / "profile.yaml")))
-    assert result.auto["chosen"] == "majority" and result.auto["settings"]["temperature"] == 0.3
-    temps = [s.sampling.temperature for s in engine.started]
-    assert temps.count(0.9) == 2 and temps.count(0.3) == 6  # the probe at the run's T, the rest at the profile's
-
-
 def test_headroom_is_the_share_of_the_oracle_gain_over_cot_captured():
     from tts_cli.compare import headroom_captured
     rows = [{"strategy": "cot", "n": 1, "accuracy": 0.2, "pass_at_n": 0.2},
@@ -212,3 +288,108 @@ def test_headroom_is_the_share_of_the_oracle_gain_over_cot_captured():
             {"strategy": "beam", "n": 4, "accuracy": 0.2, "pass_at_n": 0.2}]
     headroom_captured(rows)
     assert [r["headroom"] for r in rows] == [None, 0.5, round(-0.05 / 0.3, 4), None]
+
+
+def test_heldout_check_is_stored_in_the_profile_and_printed(tmp_path, monkeypatch):
+    from cli_helpers import tts
+    from tts_cli.pools import heldout_ids
+    from tts_cli.profile import saved_profile_path
+    problems = scripted_problems(20, 20)
+    profile = calibrate(problems, [2, 4], tmp_path / "runs", solve_many=Script(), has_verifier=True,
+                        policy={"file": "SmolLM2-135M-Instruct.Q4_1.gguf"}, prm="scripted", settings_for=small_grid())
+    held = heldout_ids([p.id for p in problems], 0.3)
+    check = profile.heldout
+    assert check["problems"] == len(held) and profile.meta["calibration_problems"] == len(problems) - len(held)
+    assert [row["budget"] for row in check["budgets"]] == [2, 4]
+    for row in check["budgets"]:
+        for part in ("profile", "best_fixed", "majority"):
+            assert {"mean", "lo", "hi"} <= set(row[part]["realized"])
+        assert row["profile"]["predicted"]["lo"] <= row["profile"]["predicted"]["mean"] <= row["profile"]["predicted"]["hi"]
+        assert row["agrees"] and row["difficulty_from"] in ("difficulty model", "answer agreement")
+    # at N=2 majority loses the tied pairs that Best-of-N's scores win: a clear win, realized too
+    n2 = check["budgets"][0]
+    assert set(n2["profile"]["settings"].values()) <= {"best-of-n_n2_vote_last", "best-of-n_n2_max_last"}
+    assert n2["profile"]["realized"]["mean"] > n2["majority"]["realized"]["mean"]
+    path = tmp_path / "p.yaml"
+    profile.save(path)
+    assert Profile.load(path).heldout == check
+    shown = tts("calibrate", "--show", path)
+    assert shown.exit_code == 0, shown.output
+    assert f"held-out check: {len(held)} problems" in shown.output and "N=4: profile predicted" in shown.output
+    assert "default" in shown.output
+    saved = saved_profile_path("SmolLM2-135M-Instruct.Q4_1.gguf", "scripted")
+    saved.parent.mkdir(parents=True)
+    profile.save(saved)
+    info = tts("models", "info", "smollm2-135m-instruct")
+    assert info.exit_code == 0, info.output
+    assert f"profile {saved}" in info.output and "N=2: profile predicted" in info.output
+
+
+def test_a_version_1_profile_loads_and_says_it_has_no_heldout_check(tmp_path):
+    from cli_helpers import tts
+    path = tmp_path / "v1.yaml"
+    path.write_text("tts_profile: 1\nchoices:\n  - {bin: easy, budget: 4, strategy: majority, accuracy: 0.5, "
+                    "flops: 1.0, problems: 3}\n")
+    assert Profile.load(path).heldout == {}
+    shown = tts("calibrate", "--show", path)
+    assert shown.exit_code == 0 and "held-out check: none" in shown.output
+    path.write_text("tts_profile: 7\nchoices: []\n")
+    with pytest.raises(ProfileError, match="profile version 7"):
+        Profile.load(path)
+
+
+def test_difficulty_model_is_fitted_per_probe_size_and_auto_uses_it(tmp_path):
+    pytest.importorskip("sklearn")
+    problems = scripted_problems(12, 12)
+    profile = calibrate(problems, [4, 8], tmp_path / "runs", solve_many=Script(), has_verifier=True,
+                        policy={"file": "fake.gguf"}, prm="scripted", settings_for=small_grid((0.3,)),
+                        base_temperature=0.7, base_aggregation="min", holdout=0)
+    assert [m["probe_paths"] for m in profile.difficulty_models] == [2]  # auto's probe at N=4 and N=8
+    entry = profile.difficulty_models[0]
+    assert entry["probe_settings"] == {"aggregation": "min", "temperature": 0.3}  # the reference pool's
+    assert set(entry["model"]["features"]) >= {"agreement", "mean_score"} and entry["model"]["cv_accuracy"] == 1.0
+    # a model that calls every probe hard, whatever it agrees on: auto follows the model
+    profile.difficulty_models = [{**entry, "model": {**entry["model"], "classes": ["easy", "hard"],
+                                                     "coef": [[0.0] * len(entry["model"]["features"])] * 2,
+                                                     "intercept": [0.0, 1.0]}}]
+    profile.choices = [Choice(bin="easy", budget=8, strategy="majority", accuracy=1.0, flops=8.0, problems=3),
+                       Choice(bin="hard", budget=8, strategy="beam", accuracy=0.5, flops=30.0, problems=3,
+                              beam_width=2, selection="vote", aggregation="last")]
+    profile.save(tmp_path / "p.yaml")
+    engine = FakeEngine(easy_script)  # every probe path agrees: agreement alone would say easy
+    engine.model.path = "fake.gguf"
+    result = run_search("auto", "p", engine, ScoreInTextVerifier(),
+                        SearchConfig(n=8, temperature=0.9, profile=str(tmp_path / "p.yaml")))
+    assert result.auto["difficulty"] == "hard" and result.auto["difficulty_from"] == "difficulty model"
+    assert result.auto["chosen"] == "beam" and result.auto["probe_paths"] == 2
+    assert [s.sampling.temperature for s in engine.started[:2]] == [0.3, 0.3]  # the probe at the model's T
+    # a probe size the profile has no model for: agreement, as before
+    other = run_search("auto", "p", FakeEngine(easy_script), ScoreInTextVerifier(),
+                       SearchConfig(n=8, probe=3, profile=str(tmp_path / "p.yaml")))
+    assert other.auto["difficulty"] == "easy" and other.auto["difficulty_from"] == "answer agreement"
+
+
+def test_compare_estimates_the_majority_and_best_of_n_curves_from_one_run(tmp_path):
+    from tts_cli.compare import plan_runs, write_summary
+    from tts_cli.grade import GradeSummary, record_for
+    from tts_cli.settings import build_run
+    base = build_run(None, {"prm": "confidence"}, strategy="majority")
+    runs, pooled = plan_runs(["cot", "majority", "best-of-n", "beam"], [2, 8], tmp_path, base)
+    assert list(runs) == ["cot N=1", "pool N=8", "beam N=8"]  # beam N=2 is not a multiple of M=4
+    assert pooled == {"pool N=8": ["majority", "best-of-n"]}
+    assert (runs["pool N=8"].settings.strategy, runs["pool N=8"].settings.search.n) == ("best-of-n", 8)
+    problems = scripted_problems(2, 2)
+    answers = {"easy": ["2", "1", "1", "1"] * 2, "hard": ["2"] * 8}
+    records = {key: [record_for(p, fake_result("1", 80.0, answers[p.problem.split()[0]],
+                                               [0.9 if a == "1" else 0.2 for a in answers[p.problem.split()[0]]]))
+                     for p in problems] for key in runs}
+    rows, _ = write_summary(tmp_path / "d.jsonl", runs, {k: GradeSummary(records=r) for k, r in records.items()},
+                            tmp_path, pooled, [2, 8])
+    curve = {(r["strategy"], r["n"]): r for r in rows if r.get("estimated_from")}
+    assert set(curve) == {(s, n) for s in ("majority", "best-of-n") for n in (1, 2, 4, 8)}
+    assert curve[("majority", 8)]["accuracy"] == 0.5 and curve[("best-of-n", 1)]["accuracy"] == pytest.approx(0.75 / 2)
+    assert curve[("majority", 2)]["flops_per_problem"] == pytest.approx(80.0 * 2 / 8)
+    assert curve[("best-of-n", 4)]["pass_at_n"] == 0.5
+    summary = json.loads((tmp_path / "summary.json").read_text())
+    assert "N / N_max" in summary["estimated"]
+    assert (tmp_path / "accuracy_vs_flops.png").stat().st_size > 0

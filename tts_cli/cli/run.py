@@ -111,7 +111,9 @@ def compare(
     """Accuracy against compute for several strategies and budgets; writes a plot.
 
     Every (strategy, budget) runs over the same problems in one stream of concurrent searches:
-    a problem's prompt is prefilled once for all of them.
+    a problem's prompt is prefilled once for all of them. Majority and Best-of-N run once, at
+    the largest budget: their accuracy at N = 1, 2, 4, ... is estimated from random subsets of
+    its paths (dashed in the plot; FLOPs scaled as N / N_max).
 
     Example:
       tts compare arith-test --limit 20 --strategies cot,majority,beam --budgets 4,8 --prm confidence --prompt few-shot --out runs/cmp
@@ -124,12 +126,12 @@ def compare(
         build_batch(opts)
         base = build_run(opts["config"], opts, strategy="majority")
         prepare_folder(out)
-        runs = plan_runs(names, ns, out, base, say)
+        runs, pooled = plan_runs(names, ns, out, base, say)
         summaries = run_batch(data, runs, opts)
         how = next((s.interrupted for s in summaries.values() if s.interrupted), None)
         if how:
             interrupted(f"finished problems are in {out}", how)
-        rows, table5 = write_summary(data, runs, summaries, out)
+        rows, table5 = write_summary(data, runs, summaries, out, pooled, ns)
     except USER_ERRORS as e:
         fail(str(e))
     compare_table(console, data, rows, table5, out)
@@ -138,52 +140,49 @@ def compare(
 @app.command()
 @with_options(CONFIG, MODELS, PATHS, pick(SEARCH, "top_p", "top_k"), without(BATCH, "skip_bad"))
 def calibrate(
-    data: Path = typer.Argument(..., help="A data set's name (`tts data list`) or a JSONL file, with reference answers."),
-    out: Path = typer.Option(..., "--out", "-o", help="Profile YAML to write."),
+    data: Optional[Path] = typer.Argument(None, help="A data set's name (`tts data list`) or a JSONL file, with reference answers."),
+    out: Optional[Path] = typer.Option(None, "--out", "-o", help="Profile YAML to write."),
     budgets: str = typer.Option("4,16,64", "--budgets", help="Comma-separated budgets N."),
-    samples: int = typer.Option(8, "--samples", min=1, help="Paths sampled per problem to estimate pass@1."),
     beam_widths: str = typer.Option("2,4", "--beam-widths", help="Beam widths M to try for beam and dvts."),
     aggregations: str = typer.Option("last,min", "--aggregations", help="Step-score aggregations to try."),
     temperatures: Optional[str] = typer.Option(None, "--temperatures", help="Sampling temperatures to try for every sampled setting, e.g. 0.3,0.5,0.7 (default: --temperature alone). Small policies often do best well below 0.7."),
+    holdout: float = typer.Option(0.3, "--holdout", min=0.0, max=0.9, help="Share of the problems (by a hash of their id) left out of the choice, to check the profile on (0: none)."),
+    min_bin_problems: int = typer.Option(20, "--min-bin-problems", min=1, help="A difficulty bin with fewer calibration problems is decided together with its neighbour (or on all problems)."),
     easy: float = typer.Option(0.5, "--easy", help="pass@1 at or above this is easy."),
     medium: float = typer.Option(0.1, "--medium", help="pass@1 at or above this (and below --easy) is medium."),
+    per_setting: bool = typer.Option(False, "--per-setting", help="Run every setting on its own, plus a difficulty run of --samples paths (the calibration before sample pools; slower, for comparison)."),
+    samples: int = typer.Option(8, "--samples", min=1, help="With --per-setting: paths of the difficulty run."),
+    show: Optional[Path] = typer.Option(None, "--show", help="Print a profile (its choices, rules, intervals and held-out check) and exit."),
     **opts,
 ):
     """Measure the compute-optimal setting per difficulty bin and budget; write a profile.
 
-    Every (strategy, budget, beam width, PRM-Vote/Max, aggregation) is graded on every problem,
-    resumably, in OUT's folder (OUT.runs/). `--strategy auto` then uses the profile.
+    Majority and Best-of-N are estimated from one pool of max(budgets) scored paths per problem
+    and temperature; CoT runs once; beam search and DVTS run per setting; all resumably, in OUT's
+    folder (OUT.runs/). A choice replaces the default (majority, or CoT when as good) only when
+    it beats it by more than the noise; the profile is checked on --holdout of the problems.
+    `--strategy auto` then uses the profile.
 
-    Example:
+    Examples:
       tts calibrate arith-calib --budgets 4,8 --prm confidence --prompt few-shot --max-steps 6 --max-step-tokens 64 --out runs/smollm2.yaml
+      tts calibrate --show runs/smollm2.yaml
     """
-    from ..batch import read_problem_set
-    from ..calibrate import calibrate_file
-    from ..difficulty import Bins
-    from ..render import calibration_tables
-    from ..settings import check_writable
+    from ..calibrate import calibrate_command
+    from ..render import calibration_tables, profile_report
     try:
-        try:
-            bins = Bins(easy=easy, medium=medium)
-        except ValueError as e:
-            raise SettingsError(str(e))
-        settings = build_run(opts["config"], opts, strategy="majority")
-        batch = build_batch(opts)
-        problem_set = read_problem_set(data, batch)
-        check_writable(out)
+        if show is not None:
+            from ..profile import Profile
+            return profile_report(console, Profile.load(show))
         with console.status("calibrating...") as status:
-            profile, info, saved = calibrate_file(
-                problem_set, out, settings, batch, parse_int_list(budgets, "--budgets"), samples=samples,
-                beam_widths=parse_int_list(beam_widths, "--beam-widths"),
-                aggregations=[a.strip() for a in aggregations.split(",") if a.strip()],
+            profile, info, saved = calibrate_command(
+                data, out, opts, budgets=parse_int_list(budgets, "--budgets"),
+                beam_widths=parse_int_list(beam_widths, "--beam-widths"), aggregations=parse_names(aggregations, "--aggregations", ("last", "min", "avg", "prod"), "aggregation"),
                 temperatures=parse_float_list(temperatures, "--temperatures") if temperatures else [None],
-                bins=bins, say=say,
-                on_record=lambda key, rec, flight: status.update(
+                easy=easy, medium=medium, holdout=holdout, min_problems=min_bin_problems, per_setting=per_setting,
+                samples=samples, say=say, on_record=lambda key, rec, flight: status.update(
                     f"calibrating: {flight} in flight (last: {key}, {rec.get('id')})"))
     except KeyboardInterrupt as e:
-        interrupted(f"finished runs are kept in {out.parent / (out.name + '.runs')}", e)
+        interrupted(f"finished runs are kept in {Path(str(out)).parent / (Path(str(out)).name + '.runs')}", e)
     except USER_ERRORS as e:
         fail(str(e))
     calibration_tables(console, profile, info, out, saved)
-
-

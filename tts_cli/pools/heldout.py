@@ -38,8 +38,10 @@ def evaluate_profile_on_heldout(choices: list[dict], accuracies: Mapping[int, Ma
     calibration problems only (the ids not in `heldout`).
 
     predicted = sum over bins b of (held-out problems in b / held-out problems) x the chosen
-      setting's mean on the calibration problems it was decided on (interval: each bin's
-      calibration problems resampled on their own);
+      setting's mean on the calibration problems in b (on those it was decided on when b has
+      none; interval: each bin's calibration problems resampled on their own). Routing by
+      predicted bins (a probe's), pass the predicted bins of the calibration problems as
+      `bin_of` too, so that the prediction is the in-sample accuracy of that same routing;
     realized = the mean over held-out problems of the accuracy of the setting chosen for the
       problem's bin (heldout_bin_of, e.g. bins predicted from a probe; default bin_of);
     best fixed = the setting with the highest mean on all calibration problems at the budget.
@@ -70,7 +72,10 @@ def evaluate_profile_on_heldout(choices: list[dict], accuracies: Mapping[int, Ma
         for b, c in chosen.items():
             weight = sum(1 for i in held if heldout_bin_of[i] == b) / len(held)
             if weight > 0:
-                decided_on = [i for i in calib if bin_of[i] in c["decided_on"]] or calib
+                # the bin's own calibration problems, whatever the choice was decided on: a choice
+                # made on merged bins is still worth what it is worth in this bin
+                in_bin = [i for i in calib if bin_of[i] == b]
+                decided_on = in_bin or [i for i in calib if bin_of[i] in c["decided_on"]] or calib
                 strata.append((weight, per_problem(c["setting"], decided_on)))
         calib_means = {k: per_problem(k, calib).mean() for k in cell if all(i in cell[k] for i in calib)}
         fixed = max(calib_means, key=calib_means.get)  # the first listed among equals

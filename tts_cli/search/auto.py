@@ -1,7 +1,10 @@
 """Compute-optimal test-time scaling: pick the strategy from the problem's predicted difficulty.
 
-1. Probe: sample a few paths (scored by the verifier when there is one). Their agreement is the
-   online estimate of the policy's pass@1, binned easy / medium / hard.
+1. Probe: sample a few paths (scored by the verifier when there is one). When the profile holds
+   a difficulty model fitted for this many probe paths, it predicts the bin from the probe's
+   answer agreement and scores (and the probe samples at the temperature and aggregation the
+   model was fitted on); else the agreement alone estimates the policy's pass@1, binned easy /
+   medium / hard by the profile's thresholds.
 2. Look the bin and the budget up in a `tts calibrate` profile (or, without one, fall back to the
    paper's findings for the policy's size) and run the chosen setting with the rest of the budget.
 3. The probe's paths stay candidates: the final answer is chosen over both stages. Both stages
@@ -14,6 +17,7 @@ from __future__ import annotations
 from dataclasses import replace
 
 from ..difficulty import Bins, agreement
+from ..difficulty_model import predict_bin, probe_features
 from ..profile import Profile, default_choice
 from .beam import beam
 from .best_of_n import best_of_n
@@ -39,17 +43,17 @@ def auto(search: Search, config: SearchConfig):
                      f"{profile.prm or 'no verifier'}, not this policy/verifier: using the paper's defaults")
         profile = None
 
-    probe_n = min(config.probe or min(4, max(2, config.n // 4)), config.n)
-    probe_cfg = replace(config, n=probe_n, profile=None)
+    probe_n = probe_size(config.n, config.probe)
+    model = profile.difficulty_model(probe_n) if profile else None
+    probe_cfg = replace(config, n=probe_n, profile=None, **(model or {}).get("probe_settings", {}))
     probe = yield from (best_of_n if verifier is not None else majority)(search, probe_cfg)
     estimate = agreement(probe.candidates)
-    bins = profile.bins if profile else Bins()
-    difficulty = bins.of(estimate)
+    difficulty, difficulty_from = predicted_bin(probe.candidates, model, profile.bins if profile else Bins())
 
     choice = profile.lookup(difficulty, config.n) if profile else None
     if choice is not None:
-        settings, reason = choice.settings(), (f"profile: best measured for {difficulty} problems at N={choice.budget} "
-                                               f"({choice.accuracy:.0%} accuracy)")
+        settings, reason = choice.settings(), (f"profile: chosen for {difficulty} problems at N={choice.budget} "
+                                               f"({choice.accuracy:.0%} accuracy; rule: {choice.rule or 'best measured'})")
     else:
         if profile is None and not config.profile:
             notes.append("no profile given: using the paper's findings by policy size")
@@ -76,9 +80,27 @@ def auto(search: Search, config: SearchConfig):
     result.config = {**config.as_dict(), "chosen": settings}
     result.notes = notes + result.notes
     result.auto = {"chosen": strategy, "settings": {**settings, "n": rest if second else 0},
-                   "difficulty": difficulty, "pass_at_1_estimate": round(estimate, 3), "probe_paths": probe_n,
+                   "difficulty": difficulty, "difficulty_from": difficulty_from,
+                   "pass_at_1_estimate": round(estimate, 3), "probe_paths": probe_n,
                    "reason": reason, "profile": config.profile if profile else None}
     return result
+
+
+def probe_size(n: int, probe: int | None = None) -> int:
+    """Paths the probe samples at budget n: --probe, else n/4 between 2 and 4; never above n.
+    (calibrate fits a difficulty model per probe size that its budgets give.)"""
+    return min(probe or min(4, max(2, n // 4)), n)
+
+
+def predicted_bin(candidates: list, model: dict | None, bins: Bins) -> tuple[str, str]:
+    """(bin, how it was predicted): by the profile's difficulty model when it has one for this
+    probe (and the probe has the features it needs: scores need a verifier), else by the
+    agreement of the probe's answers against the bins' pass@1 thresholds."""
+    if model is not None:
+        features = probe_features(candidates)
+        if all(f in features for f in model["model"]["features"]):
+            return predict_bin(model["model"], features), "difficulty model"
+    return bins.of(agreement(candidates)), "answer agreement"
 
 
 def _selection(strategy: str, cfg: SearchConfig, verifier) -> str:
@@ -107,4 +129,4 @@ def merge(first: SearchResult, second: SearchResult | None, select: str) -> Sear
                         notes=first.notes + [n for n in second.notes if n not in first.notes])
 
 
-__all__ = ["auto", "merge"]
+__all__ = ["auto", "merge", "predicted_bin", "probe_size"]

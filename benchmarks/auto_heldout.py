@@ -1,0 +1,141 @@
+"""Does a profile hold on problems it did not see? Calibrate on arith-calib + arith-train, then
+grade `--strategy auto` against majority vote and against the best single fixed setting (the
+profile's, at that budget), all at the same N, on arith-test and on a second family of problems
+unlike the training ones (benchmarks/data/mixed-test.jsonl, from make_mixed.py), with 90%
+bootstrap intervals over problems and paired differences.
+
+    python benchmarks/auto_heldout.py --out runs/heldout                   # the issue's measurement
+    python benchmarks/auto_heldout.py --out runs/heldout-smoke --calib-limit 6 --test-limit 3 \\
+        --budgets 2,4 --n 4 --beam-widths 2 --aggregations last --max-steps 2 --max-step-tokens 16
+
+Everything resumes: calibrate's runs and each grade run keep their results files in --out.
+Printed: the profile's own held-out check (calibrate's, on 30% of the calibration set), then per
+test set: auto, majority and the best fixed setting with their intervals, auto - majority and
+auto - best fixed on the same problems; the goals: auto never below majority (the difference's
+interval not all below 0) and auto's accuracy not below the lower end of the best fixed setting's
+interval on the same problems.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))  # this checkout's tts_cli, as the `python -m tts_cli` runs below (cwd=REPO) use
+
+from tts_cli.datasets import resolve_data
+from tts_cli.pools import bootstrap_interval, paired_difference
+from tts_cli.profile import Profile
+from tts_cli.render import heldout_lines
+
+TEST_SETS = ("arith-test", "benchmarks/data/mixed-test.jsonl")
+
+
+def search_flags(args) -> list[str]:
+    return ["--prm", args.prm, "--prompt", "few-shot", "--max-steps", str(args.max_steps),
+            "--max-step-tokens", str(args.max_step_tokens)] + (["--threads", str(args.threads)] if args.threads else [])
+
+
+def tts(*words) -> None:
+    cmd = [sys.executable, "-m", "tts_cli", *map(str, words)]
+    print("$", " ".join(cmd), flush=True)
+    subprocess.run(cmd, check=True, cwd=REPO)
+
+
+def calibration_set(args) -> Path:
+    """arith-calib and arith-train in one file (their ids differ)."""
+    path = args.out / "calib.jsonl"
+    lines = []
+    for name in args.calibrate_on.split(","):
+        lines += [line for line in resolve_data(name).read_text(encoding="utf-8").splitlines() if line.strip()]
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return path
+
+
+def setting_flags(settings: dict) -> list[str]:
+    """A profile estimate's settings as `tts grade` flags."""
+    out = ["--strategy", settings["strategy"], "--n", str(settings["n"])]
+    for key in ("beam_width", "selection", "aggregation", "temperature"):
+        if settings.get(key) is not None:
+            out += [f"--{key.replace('_', '-')}", str(settings[key])]
+    return out
+
+
+def correct_by_id(path: Path) -> dict:
+    from tts_cli.results import read_records
+    return {r["id"]: float(bool(r.get("correct"))) for r in read_records(path) if not r.get("error")}
+
+
+def compare_on(test_set: str, profile_path: Path, profile: Profile, args) -> dict:
+    """auto, majority and the best fixed setting at N on one test set: accuracies and paired differences."""
+    folder = args.out / Path(test_set).stem
+    folder.mkdir(exist_ok=True)
+    # the best fixed setting: the held-out check's (the best on the calibration problems at N)
+    row = next((r for r in profile.heldout.get("budgets", []) if r["budget"] == args.n), None)
+    best_key = row["best_fixed"]["setting"] if row else max(
+        (e for e in profile.estimates if e["budget"] == args.n), key=lambda e: e["accuracy"])["setting"]
+    best = next(e for e in profile.estimates if e["budget"] == args.n and e["setting"] == best_key)
+    majority = {"strategy": "majority", "n": args.n, "temperature": profile.meta.get("reference_temperature")}
+    runs = {"auto": ["--strategy", "auto", "--n", str(args.n), "--profile", str(profile_path)],
+            "majority": setting_flags(majority), f"best fixed ({best_key})": setting_flags(best["settings"])}
+    limit = ["--limit", str(args.test_limit)] if args.test_limit else []
+    results = {}
+    for name, flags in runs.items():
+        out = folder / (name.split(" ")[0] + ".jsonl")
+        tts("grade", test_set, "--out", out, *flags, *search_flags(args), *limit)
+        results[name] = correct_by_id(out)
+    ids = sorted(set.intersection(*(set(r) for r in results.values())))
+    values = {name: [r[i] for i in ids] for name, r in results.items()}
+    auto, maj, fixed = values["auto"], values["majority"], values[f"best fixed ({best_key})"]
+    return {"test_set": test_set, "n": args.n, "problems": len(ids),
+            "accuracy": {name: bootstrap_interval(v).as_dict() for name, v in values.items()},
+            "auto_minus_majority": paired_difference(auto, maj).as_dict(),
+            "auto_minus_best_fixed": paired_difference(auto, fixed).as_dict(),
+            "goals": {"auto_not_below_majority": paired_difference(auto, maj).hi >= 0,
+                      "auto_within_best_fixed_interval": sum(auto) / len(auto) >= bootstrap_interval(fixed).lo}}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--out", type=Path, required=True)
+    ap.add_argument("--calibrate-on", default="arith-calib,arith-train")
+    ap.add_argument("--calib-limit", type=int, default=None)
+    ap.add_argument("--test-limit", type=int, default=None)
+    ap.add_argument("--test-sets", default=",".join(TEST_SETS))
+    ap.add_argument("--budgets", default="4,8,16")
+    ap.add_argument("--n", type=int, default=16, help="the budget auto, majority and the best fixed setting run at")
+    ap.add_argument("--temperatures", default="0.3,0.7")
+    ap.add_argument("--beam-widths", default="2,4")
+    ap.add_argument("--aggregations", default="last,min")
+    ap.add_argument("--prm", default="confidence")
+    ap.add_argument("--max-steps", type=int, default=6)
+    ap.add_argument("--max-step-tokens", type=int, default=64)
+    ap.add_argument("--threads", type=int, default=None)
+    args = ap.parse_args()
+    args.out.mkdir(parents=True, exist_ok=True)
+    profile_path = args.out / "profile.yaml"
+    tts("calibrate", calibration_set(args), "--out", profile_path, "--budgets", args.budgets, "--temperatures",
+        args.temperatures, "--beam-widths", args.beam_widths, "--aggregations", args.aggregations,
+        *search_flags(args), *(["--limit", str(args.calib_limit)] if args.calib_limit else []))
+    profile = Profile.load(profile_path)
+    print("\n".join(heldout_lines(profile)))
+    report = {"profile": str(profile_path), "heldout_check": profile.heldout,
+              "test_sets": [compare_on(t, profile_path, profile, args) for t in args.test_sets.split(",")]}
+    (args.out / "auto_heldout.json").write_text(json.dumps(report, indent=1))
+    for t in report["test_sets"]:
+        print(f"{t['test_set']} ({t['problems']} problems, N={t['n']}):")
+        for name, iv in t["accuracy"].items():
+            print(f"  {name:40} {iv['mean']:.1%} [{iv['lo']:.1%}, {iv['hi']:.1%}]")
+        for key in ("auto_minus_majority", "auto_minus_best_fixed"):
+            d = t[key]
+            print(f"  {key:40} {d['mean']:+.1%} [{d['lo']:+.1%}, {d['hi']:+.1%}]")
+        print(f"  goals: {t['goals']}")
+    print(f"wrote {args.out / 'auto_heldout.json'}")
+
+
+if __name__ == "__main__":
+    main()
