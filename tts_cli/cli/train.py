@@ -8,7 +8,7 @@ from typing import Optional
 import typer
 
 from ..cli_options import BATCH, CONFIG, MODELS, PATHS, pick, with_options, without
-from ..settings import SettingsError, build_batch, build_run, parse_names
+from ..settings import DEFAULT_CONTEXT_PER_PATH, SettingsError, build_batch, build_run, parse_names
 from .common import USER_ERRORS, app, console, err_console, fail, interrupted, say
 
 
@@ -57,7 +57,8 @@ def train_prm(
         run = TrainSettings(samples=samples, rollouts=0 if labels == "outcome" else rollouts, holdout=holdout,
                             seed=settings.search.seed, concurrency=batch.concurrency_value(), baselines=tuple(chosen),
                             n_threads=settings.models.threads, n_gpu_layers=settings.models.gpu_layers,
-                            context_per_path=settings.models.context_per_path, restart=batch.restart)
+                            context_per_path=settings.models.context_per_path or DEFAULT_CONTEXT_PER_PATH,
+                            restart=batch.restart)
         say(f"training {out} in {folder}: {len(problems)} problems x {samples} samples, "
             f"{'outcome labels' if run.rollouts == 0 else f'{run.rollouts} rollouts per step'}, "
             f"T={settings.search.temperature}")
