@@ -455,3 +455,49 @@ def test_worker_nodes_gone_and_no_room_left_stops_the_run_with_one_line(tiny_mod
                                 "(each needs 1 CPU); the finished problems are kept"], err[-3000:]
     kept = assert_each_once(out, len(records(out)))
     assert 2 <= len(kept) < n
+
+
+def ray_sessions(pid: int) -> list[Path]:
+    """The temp folders of the local Ray instance process `pid` started (named after it), and
+    session_latest where it points to one, under Ray's temp root."""
+    root = Path(os.environ.get("RAY_TMPDIR") or os.environ.get("TMPDIR") or "/tmp") / "ray"
+    found = list(root.glob(f"session_*_{pid}"))
+    latest = root / "session_latest"
+    if latest.is_symlink() and os.readlink(latest).endswith(f"_{pid}"):
+        found.append(latest)
+    return found
+
+
+@pytest.mark.parametrize("when", ["starting", "running"])
+def test_sigterm_stops_like_ctrl_c_and_leaves_nothing_of_the_local_instance(tiny_model, tmp_path, when):
+    """SIGTERM while the local instance starts, or while it runs searches: exit 143 with one line,
+    finished records kept, and neither a process nor the temp folder of that Ray session left."""
+    n = 16
+    data = problems(tmp_path / "d.jsonl", n)
+    out = tmp_path / "r.jsonl"
+    cmd = grade_cmd(data, out, tiny_model, "--ray", "--workers", "2", step_tokens=48)
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+                            start_new_session=True)  # its Ray processes are in this session
+    try:
+        deadline = time.time() + 240
+        # "starting": once ray.init has made its temp folder; "running": once records come
+        while time.time() < deadline and proc.poll() is None and not (
+                ray_sessions(proc.pid) and (when == "starting" or record_lines(out) >= 2)):
+            time.sleep(0.05)
+        assert ray_sessions(proc.pid), "the local instance made no temp folder"
+        proc.send_signal(signal.SIGTERM)
+        code, err = ended(proc)
+        deadline = time.time() + 30  # the local instance and its workers are gone
+        while time.time() < deadline and session_members(proc.pid):
+            time.sleep(0.2)
+        assert session_members(proc.pid) == []
+    finally:
+        for pid in session_members(proc.pid):  # nothing is left of a test that failed either
+            os.kill(pid, signal.SIGKILL)
+    assert code == 143, err[-3000:]
+    text = " ".join(err.split())
+    assert "Traceback" not in err and "SIGTERM received" not in err and not error_lines(err), err[-3000:]
+    assert text.count("terminated:") == 1 and text.endswith("rerun to resume"), err[-3000:]
+    kept = assert_each_once(out, len(records(out))) if out.exists() else []
+    assert len(kept) < n and (when == "starting" or len(kept) >= 2)
+    assert ray_sessions(proc.pid) == []
