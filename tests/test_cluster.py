@@ -284,7 +284,7 @@ def test_driver_killed_then_rerun_resumes_on_the_cluster(tiny_model, tmp_path, c
     proc.wait()
     before = len(records(out))
     assert 3 <= before < n
-    r = run(cmd, env=env)
+    r = run([*cmd, "--workers", "1"], env=env)  # one worker: it asks for one node's CPU, not two
     assert f"already done: {before}" in r.stdout.replace("\n", " ")
     assert_each_once(out, n)
 

@@ -464,7 +464,9 @@ class RaySolver:
             else:
                 if count > cpus:
                     raise ClusterError(f"--workers {count}: the cluster has {cpus} CPUs")
-                options = {"num_cpus": max(1, cpus // count)}
+                # an equal share of the cluster's CPUs, but no more than one node has
+                biggest = max(int(n.get("Resources", {}).get("CPU", 0)) for n in alive)
+                options = {"num_cpus": max(1, min(cpus // count, biggest))}
                 self.needs = f"{options['num_cpus']} CPU{'s' if options['num_cpus'] > 1 else ''}"
             self._actor_class = ray.remote(worker_class or Worker).options(max_concurrency=4, max_restarts=0, **options)
             self._args = (models, registry, plans, concurrency)
@@ -492,8 +494,7 @@ class RaySolver:
             for w in self.workers:
                 if not w.placed and time.monotonic() - w.since > NO_WORKER_SECONDS:
                     raise ClusterError(f"worker {w.name} found no node with room for {NO_WORKER_SECONDS:.0f} s "
-                                       f"(each worker needs {self.needs}; other work may hold them): try fewer "
-                                       "--workers")
+                                       f"(each worker needs {self.needs}; other work may hold them)")
             for ref in self._wait():
                 w, kind = self.waiting.pop(ref)
                 try:
