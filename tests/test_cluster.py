@@ -8,6 +8,7 @@ loopback only. The cluster is stopped by the process groups this module started,
 
 import json
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -93,6 +94,8 @@ def test_local_instance_listens_on_loopback_only(tmp_path):
         "pids = [os.getpid()] + [p.process.pid for procs in node.all_processes.values() for p in procs]\n"
         "print(json.dumps({'ip': node.node_ip_address, 'servers': len(pids),\n"
         "                  'listening': listening_addresses(pids)}))\n"
+        "from tts_cli.cluster import _abandon\n"
+        "_abandon(ray, local=True)  # as RaySolver.close() does: no processes, no temp folder left\n"
     )
     r = run([sys.executable, "-c", code])
     out = json.loads(r.stdout.strip().splitlines()[-1])
@@ -174,6 +177,31 @@ def ray_cluster(logs: Path, head_cpus: int = 1):
     finally:
         for proc in started:
             stop_group(proc)
+        # what `ray stop` would remove: the head's session folder (the node's is the same one)
+        for path in ray_sessions(started[0].pid) if started else []:
+            if path.is_symlink():
+                path.unlink()
+            else:
+                shutil.rmtree(path, ignore_errors=True)
+        current = ray_temp_root() / "ray_current_cluster"
+        if current.is_file() and current.read_text().strip() == f"{HEAD}:{port}":
+            current.unlink()
+
+
+def ray_temp_root() -> Path:
+    """Where Ray keeps its temp folders (as ray._common.utils.get_default_ray_temp_dir says)."""
+    return Path(os.environ.get("RAY_TMPDIR") or os.environ.get("TMPDIR") or "/tmp") / "ray"
+
+
+def ray_sessions(pid: int) -> list[Path]:
+    """The temp folders of the Ray session process `pid` started (named after it), and
+    session_latest where it points to one, under Ray's temp root."""
+    root = ray_temp_root()
+    found = list(root.glob(f"session_*_{pid}"))
+    latest = root / "session_latest"
+    if latest.is_symlink() and os.readlink(latest).endswith(f"_{pid}"):
+        found.append(latest)
+    return found
 
 
 def wait_for(check, seconds, logs):
@@ -455,17 +483,6 @@ def test_worker_nodes_gone_and_no_room_left_stops_the_run_with_one_line(tiny_mod
                                 "(each needs 1 CPU); the finished problems are kept"], err[-3000:]
     kept = assert_each_once(out, len(records(out)))
     assert 2 <= len(kept) < n
-
-
-def ray_sessions(pid: int) -> list[Path]:
-    """The temp folders of the local Ray instance process `pid` started (named after it), and
-    session_latest where it points to one, under Ray's temp root."""
-    root = Path(os.environ.get("RAY_TMPDIR") or os.environ.get("TMPDIR") or "/tmp") / "ray"
-    found = list(root.glob(f"session_*_{pid}"))
-    latest = root / "session_latest"
-    if latest.is_symlink() and os.readlink(latest).endswith(f"_{pid}"):
-        found.append(latest)
-    return found
 
 
 @pytest.mark.parametrize("when", ["starting", "running"])
