@@ -8,11 +8,13 @@ loopback only. The cluster is stopped by the process groups this module started,
 
 import json
 import os
+import shutil
 import signal
 import socket
 import subprocess
 import sys
 import time
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -92,6 +94,8 @@ def test_local_instance_listens_on_loopback_only(tmp_path):
         "pids = [os.getpid()] + [p.process.pid for procs in node.all_processes.values() for p in procs]\n"
         "print(json.dumps({'ip': node.node_ip_address, 'servers': len(pids),\n"
         "                  'listening': listening_addresses(pids)}))\n"
+        "from tts_cli.cluster import _abandon\n"
+        "_abandon(ray, local=True)  # as RaySolver.close() does: no processes, no temp folder left\n"
     )
     r = run([sys.executable, "-c", code])
     out = json.loads(r.stdout.strip().splitlines()[-1])
@@ -140,30 +144,64 @@ def free_port(host: str) -> int:
 def cluster(tmp_path_factory):
     """A head node on 127.0.0.2 and a second node on 127.0.0.3, one CPU each: yields
     (address, env, [process groups]); stopped by the process groups started here."""
+    with ray_cluster(tmp_path_factory.mktemp("ray-logs")) as (address, env, started):
+        yield address, env, started
+
+
+@contextmanager
+def ray_cluster(logs: Path, head_cpus: int = 1):
+    """A two-node cluster on loopback (the head on HEAD with `head_cpus` CPUs, a node on NODE
+    with one): yields (address, env, [head, node]: the `ray start` processes, each leading a
+    session of its own); stopped by those sessions, whatever state they are left in."""
     port = free_port(HEAD)
-    logs = tmp_path_factory.mktemp("ray-logs")
     env = {**os.environ, "RAY_AUTH_MODE": "token"}  # `ray start --head` makes and uses a token
     started = []
 
-    def start(args, name):
+    def start(args, name, cpus):
         # `ray start`, from this interpreter's Ray whatever is on PATH
-        proc = subprocess.Popen([sys.executable, "-m", "ray.scripts.scripts", "start", "--block", "--num-cpus", "1",
-                                 *args], env=env,
+        proc = subprocess.Popen([sys.executable, "-m", "ray.scripts.scripts", "start", "--block", "--num-cpus",
+                                 str(cpus), *args], env=env,
                                 stdout=open(logs / f"{name}.log", "w"), stderr=subprocess.STDOUT,
                                 start_new_session=True)
         started.append(proc)
         return proc
 
     try:
-        start(["--head", "--node-ip-address", HEAD, "--port", str(port), "--include-dashboard=false"], "head")
+        start(["--head", "--node-ip-address", HEAD, "--port", str(port), "--include-dashboard=false"], "head",
+              head_cpus)
         wait_for(lambda: can_connect(HEAD, port), 60, logs)
-        start(["--address", f"{HEAD}:{port}", "--node-ip-address", NODE], "node")
+        start(["--address", f"{HEAD}:{port}", "--node-ip-address", NODE], "node", 1)
         address = f"{HEAD}:{port}"
         wait_for(lambda: nodes_alive(address, env) == 2, 60, logs)
         yield address, env, started
     finally:
         for proc in started:
             stop_group(proc)
+        # what `ray stop` would remove: the head's session folder (the node's is the same one)
+        for path in ray_sessions(started[0].pid) if started else []:
+            if path.is_symlink():
+                path.unlink()
+            else:
+                shutil.rmtree(path, ignore_errors=True)
+        current = ray_temp_root() / "ray_current_cluster"
+        if current.is_file() and current.read_text().strip() == f"{HEAD}:{port}":
+            current.unlink()
+
+
+def ray_temp_root() -> Path:
+    """Where Ray keeps its temp folders (as ray._common.utils.get_default_ray_temp_dir says)."""
+    return Path(os.environ.get("RAY_TMPDIR") or os.environ.get("TMPDIR") or "/tmp") / "ray"
+
+
+def ray_sessions(pid: int) -> list[Path]:
+    """The temp folders of the Ray session process `pid` started (named after it), and
+    session_latest where it points to one, under Ray's temp root."""
+    root = ray_temp_root()
+    found = list(root.glob(f"session_*_{pid}"))
+    latest = root / "session_latest"
+    if latest.is_symlink() and os.readlink(latest).endswith(f"_{pid}"):
+        found.append(latest)
+    return found
 
 
 def wait_for(check, seconds, logs):
@@ -274,7 +312,7 @@ def test_driver_killed_then_rerun_resumes_on_the_cluster(tiny_model, tmp_path, c
     proc.wait()
     before = len(records(out))
     assert 3 <= before < n
-    r = run(cmd, env=env)
+    r = run([*cmd, "--workers", "1"], env=env)  # one worker: it asks for one node's CPU, not two
     assert f"already done: {before}" in r.stdout.replace("\n", " ")
     assert_each_once(out, n)
 
@@ -376,3 +414,107 @@ def test_an_address_where_nothing_answers_is_one_line_at_once(tmp_path):
     assert r.returncode == 2 and "Traceback" not in r.stderr
     assert r.stderr.strip().splitlines()[-1] == (f"error: cannot connect to the Ray cluster at {address}: "
                                                  "Connection refused (is `ray start --head` running there?)")
+
+
+def kill_session(proc):
+    """SIGKILL every process of the session `proc` leads: a node that dies at once."""
+    for pid in session_members(proc.pid):
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+
+
+def ended(proc, timeout=120):
+    """Wait (generously) for `proc` to end; (return code, stderr). One that does not is killed,
+    and the test fails."""
+    try:
+        _, err = proc.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.communicate()
+        raise AssertionError(f"still running after {timeout} s")
+    return proc.returncode, err
+
+
+def error_lines(err: str) -> list[str]:
+    return [line for line in err.splitlines() if line.startswith("error:")]
+
+
+def test_a_dead_head_node_stops_the_run_with_one_line_and_keeps_what_finished(tiny_model, tmp_path):
+    """The head node dies mid-run (its GCS with it), and so do the workers: the driver stops,
+    saying why, instead of waiting for ever; what finished is kept, and a run without Ray does
+    the rest."""
+    n = 40
+    data = problems(tmp_path / "d.jsonl", n)
+    out = tmp_path / "r.jsonl"
+    with ray_cluster(tmp_path) as (address, env, (head, node)):
+        cmd = grade_cmd(data, out, tiny_model, "--ray", address, step_tokens=48)
+        proc = start_until_written(cmd, out, 2, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+                                   env={**env, "TTS_RAY_NO_WORKER_SECONDS": "10"})
+        kill_session(head)
+        for pid in session_members(node.pid, "ray::Worker"):  # the other worker too, as in the report
+            os.kill(pid, signal.SIGKILL)
+        code, err = ended(proc)
+    assert code == 2 and "Traceback" not in err, err[-3000:]
+    errors = error_lines(err)
+    assert len(errors) == 1 and errors[0].startswith(f"error: the Ray cluster's head node is gone: its GCS at "
+                                                     f"{address} has not answered for "), err[-3000:]
+    kept = assert_each_once(out, len(records(out)))
+    assert 2 <= len(kept) < n
+    run(grade_cmd(data, out, tiny_model, step_tokens=48))  # resumed without Ray
+    assert_each_once(out, n)
+
+
+def test_worker_nodes_gone_and_no_room_left_stops_the_run_with_one_line(tiny_model, tmp_path):
+    """The node the worker ran on dies; its replacement waits for room that the head (no CPUs)
+    never has: the run stops after TTS_RAY_NO_WORKER_SECONDS, keeping what finished."""
+    n = 40
+    data = problems(tmp_path / "d.jsonl", n)
+    out = tmp_path / "r.jsonl"
+    with ray_cluster(tmp_path, head_cpus=0) as (address, env, (head, node)):
+        cmd = grade_cmd(data, out, tiny_model, "--ray", address, "--workers", "1", step_tokens=48)
+        proc = start_until_written(cmd, out, 2, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+                                   env={**env, "TTS_RAY_NO_WORKER_SECONDS": "10"})
+        kill_session(node)
+        code, err = ended(proc)
+    assert code == 2 and "Traceback" not in err, err[-3000:]
+    assert error_lines(err) == ["error: no worker has run for 10 s and no replacement has found a node with room "
+                                "(each needs 1 CPU); the finished problems are kept"], err[-3000:]
+    kept = assert_each_once(out, len(records(out)))
+    assert 2 <= len(kept) < n
+
+
+@pytest.mark.parametrize("when", ["starting", "running"])
+def test_sigterm_stops_like_ctrl_c_and_leaves_nothing_of_the_local_instance(tiny_model, tmp_path, when):
+    """SIGTERM while the local instance starts, or while it runs searches: exit 143 with one line,
+    finished records kept, and neither a process nor the temp folder of that Ray session left."""
+    n = 16
+    data = problems(tmp_path / "d.jsonl", n)
+    out = tmp_path / "r.jsonl"
+    cmd = grade_cmd(data, out, tiny_model, "--ray", "--workers", "2", step_tokens=48)
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+                            start_new_session=True)  # its Ray processes are in this session
+    try:
+        deadline = time.time() + 240
+        # "starting": once ray.init has made its temp folder; "running": once records come
+        while time.time() < deadline and proc.poll() is None and not (
+                ray_sessions(proc.pid) and (when == "starting" or record_lines(out) >= 2)):
+            time.sleep(0.05)
+        assert ray_sessions(proc.pid), "the local instance made no temp folder"
+        proc.send_signal(signal.SIGTERM)
+        code, err = ended(proc)
+        deadline = time.time() + 30  # the local instance and its workers are gone
+        while time.time() < deadline and session_members(proc.pid):
+            time.sleep(0.2)
+        assert session_members(proc.pid) == []
+    finally:
+        for pid in session_members(proc.pid):  # nothing is left of a test that failed either
+            os.kill(pid, signal.SIGKILL)
+    assert code == 143, err[-3000:]
+    text = " ".join(err.split())
+    assert "Traceback" not in err and "SIGTERM received" not in err and not error_lines(err), err[-3000:]
+    assert text.count("terminated:") == 1 and text.endswith("rerun to resume"), err[-3000:]
+    kept = assert_each_once(out, len(records(out))) if out.exists() else []
+    assert len(kept) < n and (when == "starting" or len(kept) >= 2)
+    assert ray_sessions(proc.pid) == []

@@ -82,6 +82,8 @@ def grade(
     try:
         settings = build_run(opts["config"], opts)
         summary = run_batch(data, {"": Run(out, settings)}, opts)[""]
+    except KeyboardInterrupt as e:  # before the problems (--ray workers starting) or after them (closing)
+        interrupted(f"the finished records are in {out}", e)
     except USER_ERRORS as e:
         fail(str(e))
     grade_summary(console, summary, out)
@@ -132,6 +134,8 @@ def compare(
         if how:
             interrupted(f"finished problems are in {out}", how)
         rows, table5 = write_summary(data, runs, summaries, out, pooled, ns)
+    except KeyboardInterrupt as e:  # before the problems (--ray workers starting) or after them (closing)
+        interrupted(f"finished problems are in {out}", e)
     except USER_ERRORS as e:
         fail(str(e))
     compare_table(console, data, rows, table5, out)
