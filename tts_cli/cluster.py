@@ -317,9 +317,9 @@ class Worker:
         # that the driver learns at once that this worker found a node (it waits only so long for
         # one that has not).
         self.loaded = threading.Event()
-        threading.Thread(target=self._serve, args=(models, registry, plans, concurrency), daemon=True).start()
+        threading.Thread(target=self._serve, args=(models, registry, plans, concurrency, verifier), daemon=True).start()
 
-    def _serve(self, models, registry, plans, concurrency) -> None:
+    def _serve(self, models, registry, plans, concurrency, verifier) -> None:
         from .solver import Session
         try:
             self.session = Session(models, registry, pull_missing=True)
