@@ -94,7 +94,7 @@ def test_local_instance_listens_on_loopback_only(tmp_path):
         "pids = [os.getpid()] + [p.process.pid for procs in node.all_processes.values() for p in procs]\n"
         "print(json.dumps({'ip': node.node_ip_address, 'servers': len(pids),\n"
         "                  'listening': listening_addresses(pids)}))\n"
-        "from tts_cli.cluster import _abandon\n"
+        "from tts_cli.cluster.connect import _abandon\n"
         "_abandon(ray, local=True)  # as RaySolver.close() does: no processes, no temp folder left\n"
     )
     r = run([sys.executable, "-c", code])

@@ -38,7 +38,7 @@ def fake_hub(monkeypatch, files: dict[str, Path]) -> FakeHub:
 
 
 @pytest.mark.parametrize("name,count", [("gsm8k", 1319), ("arith-test", 90), ("arith-calib", 24),
-                                        ("arith-train", 262)])
+                                        ("arith-train", 262), ("stories-test", 64), ("mixed-test", 60)])
 def test_a_bundled_name_is_its_file_in_the_package(name, count):
     assert resolve_data(name).parent == BUNDLED_DATA
     problems, bad = read_all_problems(name)

@@ -187,24 +187,22 @@ class Session:
         plus at least 1024 tokens of solution and template."""
         self.context = max(self.context, len(self.load().tokenize(problem)) + 1024)
 
-    def jobs(self, pairs, job_for):
-        """(key, problem) pairs -> scheduler Jobs tagged (key, problem); job_for(key) gives
-        (strategy, config). A None in `pairs` passes through (nothing to start yet)."""
-        for item in pairs:
-            if item is None:
-                yield None
-                continue
-            key, problem = item
-            strategy, cfg = job_for(key)
-            yield Job(problem.problem, strategy, self.prepare(strategy, cfg), tag=(key, problem))
+    def job(self, tag, problem, strategy: str, cfg: SearchConfig) -> Job:
+        """A scheduler Job for one search of `problem` (a datasets.Problem), tagged `tag`."""
+        return Job(problem.problem, strategy, self.prepare(strategy, cfg), tag=tag)
+
+    def finished(self, job: Job, out):
+        """A search's result with the models it ran on in its config (an exception as it is)."""
+        if not isinstance(out, BaseException):
+            out.config = {**self.describe(job.strategy), **out.config}
+        return out
 
     def solve_many(self, scheduler: Scheduler, pairs, job_for):
         """Run (key, problem) pairs as searches; yield ((key, problem), result or exception) as
-        each ends."""
-        for job, out in scheduler.run(self.jobs(pairs, job_for)):
-            if not isinstance(out, BaseException):
-                out.config = {**self.describe(job.strategy), **out.config}
-            yield job.tag, out
+        each ends. job_for(key) gives (strategy, config)."""
+        jobs = (self.job((key, problem), problem, *job_for(key)) for key, problem in pairs)
+        for job, out in scheduler.run(jobs):
+            yield job.tag, self.finished(job, out)
 
     def solve(self, scheduler: Scheduler, strategy: str, problem: str, config: SearchConfig, on_event=None):
         """One search (tts solve)."""
