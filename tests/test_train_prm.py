@@ -163,7 +163,9 @@ def test_train_prm_end_to_end_on_the_tiny_model(tmp_path, tiny_model):
             row["answer"] = rec["samples"][chosen[row["id"]]]["answer"]
     assert sum(j is not None for j in chosen.values()) >= 4, "the tiny model's samples should end with a number"
     data = write_jsonl(tmp_path / "train.jsonl", rows)
-    r = _train(data, tiny_model, tmp_path / "second", "tiny-prm", "--rollouts", "1")
+    family = write_jsonl(tmp_path / "family.jsonl", [{"id": f"f{i}", "problem": f"How many legs do {i} cats have?",
+                                                      "answer": str(4 * i)} for i in range(3)])
+    r = _train(data, tiny_model, tmp_path / "second", "tiny-prm", "--rollouts", "1", "--eval-data", family)
     assert r.exit_code == 0, r.output
     second = read_records(tmp_path / "second" / "rollouts.jsonl")
     for rec in second:
@@ -171,6 +173,12 @@ def test_train_prm_end_to_end_on_the_tiny_model(tmp_path, tiny_model):
         if j is not None:
             assert rec["samples"][j]["correct"] and rec["samples"][j]["reached"][-1] == 1
     report = json.loads((tmp_path / "second" / "report.json").read_text())
+    # the free baselines on the same steps, and the same figures on a family never trained on
+    assert set(report["baselines"]) == {"confidence", "arithmetic"}
+    ev = report["eval"]["family"]
+    assert ev["problems"] == 3 and set(ev["baselines"]) == {"confidence", "arithmetic"}
+    assert {"max", "vote", "majority", "pass_at_n", "contested"} <= set(ev["head"]["selection"])
+    assert len(read_records(tmp_path / "second" / "eval-family" / "rollouts.jsonl")) == 3
     assert report["problems"]["train"] + report["problems"]["heldout"] == 6 and report["problems"]["heldout"] >= 1
     assert set(report["heldout_ids"]).isdisjoint({rec["id"] for rec in second} - set(report["heldout_ids"]))
     assert (tmp_path / "second" / "head.npz").exists() and (tmp_path / "second" / "reliability.png").exists()

@@ -190,12 +190,12 @@ def _diff(d: dict) -> str:
     return f"{d['mean']:+.1%} [{d['lo']:+.1%}, {d['hi']:+.1%}]"
 
 
-def training_report(console: Console, report: dict) -> None:
-    table = Table(title=f"held-out problems: {report['problems']['heldout']} ({report['steps']['heldout']} steps); "
-                        f"trained on {report['problems']['train']}")
+def verifier_table(title: str, part: dict) -> Table:
+    """The head's and the baselines' figures on one set of steps (train-prm's report)."""
+    table = Table(title=title)
     for col in ("verifier", "AUC", "acc", "AUC/problem", "rank", "top", "Max", "Vote", "majority", "pass@N"):
         table.add_column(col, justify="right")
-    for name, ev in [("trained head", report["head"])] + list(report["baselines"].items()):
+    for name, ev in [("trained head", part["head"])] + list(part["baselines"].items()):
         sel = ev["selection"]
         rank = sel.get("mean_rank_of_best_right")
         table.add_row(name, fmt(ev["step_auc"], "{:.3f}"), fmt(ev["step_accuracy"], "{:.1%}"),
@@ -203,7 +203,15 @@ def training_report(console: Console, report: dict) -> None:
                       "-" if rank is None else f"{rank:.2f} ({sel['random_mean_rank']:.2f})",
                       fmt(sel.get("right_on_top"), "{:.0%}"), f"{sel['max']:.1%}", f"{sel['vote']:.1%}",
                       f"{sel['majority']:.1%}", f"{sel['pass_at_n']:.1%}")
-    console.print(table)
+    return table
+
+
+def training_report(console: Console, report: dict) -> None:
+    title = (f"held-out problems: {report['problems']['heldout']} ({report['steps']['heldout']} steps); "
+             f"trained on {report['problems']['train']}")
+    console.print(verifier_table(title, report))
+    for name, ev in (report.get("eval") or {}).items():
+        console.print(verifier_table(f"{name}: {ev.get('problems')} problems of a set never trained on", ev))
     console.print("AUC, acc: steps against their labels; AUC/problem: each problem's candidates ranked by their "
                   "last step; rank: where the best right sample ranks by the score on contested problems (some "
                   "samples right, some wrong), a random order's expectation in parentheses; top: share of them "

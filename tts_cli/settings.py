@@ -233,10 +233,11 @@ def parse_int_list(text: str, option: str) -> list[int]:
 
 
 def parse_names(text: str, option: str, known, noun: str) -> list[str]:
-    """A comma-separated list of names, each one of `known` ("unknown {noun}" otherwise)."""
+    """A comma-separated list of names, each one of `known` ("unknown {noun}" otherwise; None:
+    any name)."""
     names = [s.strip() for s in text.split(",") if s.strip()]
     for s in names:
-        if s not in known:
+        if known is not None and s not in known:
             raise SettingsError(f"{option}: unknown {noun} {s!r} (known: {', '.join(known)})")
     return names
 

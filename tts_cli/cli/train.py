@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 from typing import Optional
 
@@ -23,7 +24,8 @@ def train_prm(
     rollouts: int = typer.Option(4, "--rollouts", min=0, help="Completions from each step's end that label it (Math-Shepherd)."),
     labels: str = typer.Option("mc", "--labels", help="mc (Monte-Carlo rollouts from every step) or outcome (each step labelled by its path's final answer; no rollouts, much cheaper)."),
     holdout: float = typer.Option(0.25, "--holdout", help="Share of problems held out for the report (split by problem, never by step)."),
-    baselines: str = typer.Option("confidence", "--baselines", help="Verifiers measured on the same held-out steps: confidence, judge (costs a judge pass)."),
+    baselines: str = typer.Option("confidence,arithmetic", "--baselines", help="Verifiers measured on the same held-out steps: confidence, arithmetic (both free), judge (costs a judge pass)."),
+    eval_data: Optional[str] = typer.Option(None, "--eval-data", help="Comma-separated data sets (names or files) never trained on: sampled too, and the head and the baselines reported on each (do they transfer?)."),
     folder: Optional[Path] = typer.Option(None, "--dir", help="Working folder (rollouts, features, head, report); default ~/.local/share/tts_cli/prms/NAME. Rerunning resumes."),
     **opts,
 ):
@@ -35,6 +37,7 @@ def train_prm(
 
     Examples:
       tts train-prm arith-calib --out smollm2-arith --prompt few-shot --max-steps 6 --max-step-tokens 64
+      tts train-prm arith-train --out smol-outcome --labels outcome --eval-data stories-test --prompt few-shot --max-steps 6 --max-step-tokens 64 --limit 40
       tts train-prm arith-train --out my-prm --labels outcome --samples 16 --prompt few-shot --max-steps 6 --max-step-tokens 64 --limit 40
       tts grade arith-test --out runs/bon.jsonl --strategy best-of-n --n 16 --prm my-prm --prompt few-shot --max-steps 6 --max-step-tokens 64 --limit 20
     """
@@ -44,13 +47,16 @@ def train_prm(
     try:
         split_problems([], holdout)  # a bad --holdout fails before any work
         parse_names(labels, "--labels", ("mc", "outcome"), "label kind")
-        chosen = parse_names(baselines, "--baselines", ("confidence", "judge"), "verifier")
+        chosen = parse_names(baselines, "--baselines", ("confidence", "arithmetic", "judge"), "verifier")
         if not out or "/" in out or out.startswith("."):
             raise SettingsError(f"--out: a PRM name (letters, digits, dashes), got {out!r}")
         settings = build_run(opts["config"], opts, strategy="majority")
         batch = build_batch(opts)
         problem_set = read_problem_set(data, batch)
         problems = problem_set.problems
+        whole = replace(batch, limit=None)  # --limit is for the training set; an eval set is read whole
+        evals = {Path(name).stem: read_problem_set(name, whole).problems  # a file goes by its name's stem
+                 for name in parse_names(eval_data or "", "--eval-data", None, "data set")}
         folder = folder or default_prm_dir(out)
         if folder.exists() and not folder.is_dir():
             raise SettingsError(f"{folder}: --dir must be a folder; this is a file")
@@ -65,7 +71,8 @@ def train_prm(
         with TrainProgress(err_console) as bar:
             report, registry_file = train_named(out, problem_set.data, problems, folder, settings.search, run,
                                                 policy=settings.models.policy, base=base,
-                                                models_file=settings.models.models_file, progress=bar, say=say)
+                                                models_file=settings.models.models_file, progress=bar, say=say,
+                                                eval_sets=evals)
     except KeyboardInterrupt as e:
         interrupted("finished rollouts and features are kept", e)
     except USER_ERRORS as e:
