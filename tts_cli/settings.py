@@ -44,8 +44,11 @@ class ModelSettings:
 
     policy: Optional[Text] = setting(None, "Policy model: a models.yaml name or a .gguf path (default: bundled "
                                            "SmolLM2-135M-Instruct).")
-    prm: Optional[Text] = setting(None, "Verifier: judge, confidence, a models.yaml PRM name, or a .gguf path "
-                                        "(default for best-of-n/beam/dvts: judge).")
+    prm: Optional[Text] = setting(None, "Verifier: judge (the policy asked whether the step is correct), "
+                                        "confidence (the policy's own log-probs), arithmetic (the arithmetic a step "
+                                        "states, checked), arithmetic+NAME (both: a false fact zeroes NAME's score), "
+                                        "a models.yaml PRM name, or a .gguf path (default for the strategies that "
+                                        "need one: judge).")
     gpu_layers: Optional[NonNegative] = setting(None, "Layers to offload to the GPU (default all; 0 = CPU).")
     threads: Optional[Positive] = setting(None, "CPU threads (default: all cores).")
     context_per_path: Optional[Annotated[int, Field(ge=64, le=1 << 20, strict=True)]] = setting(
@@ -293,9 +296,17 @@ def check_writable(out: Path) -> None:
         raise SettingsError(str(e))
 
 
-def schema(cls) -> dict:
-    """The JSON schema of a settings class (what `tts schema` prints)."""
-    return TypeAdapter(cls).json_schema()
+def recipe_schema() -> dict:
+    """The JSON schema of a recipe (`--config`): a mapping of option names to values, each
+    checked as its flag is (`tts schema recipe` prints it)."""
+    properties = {"strategy": {"type": "string", "enum": STRATEGY_NAMES, "description": "The search strategy."}}
+    for cls, names in ((SearchConfig, SEARCH_KEYS), (ModelSettings, MODEL_KEYS)):
+        full = TypeAdapter(cls).json_schema()
+        help_of = {f.name: f.metadata.get("help", "") for f in fields(cls)}
+        for name in names:
+            properties[name] = {**full["properties"][name], "description": help_of[name]}
+    return {"title": "tts recipe", "type": "object", "properties": properties, "additionalProperties": False,
+            "description": "Option names as on the command line (dashes or underscores); flags override them."}
 
 
 __all__ = ["BatchSettings", "DEFAULT_CONTEXT_PER_PATH", "DRAW_SEED", "ModelSettings", "RunSettings",

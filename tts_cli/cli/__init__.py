@@ -7,12 +7,14 @@ the settings classes in cli_options.py), calls the library, and renders; nothing
 - rescore.py: rescore (choose again from recorded candidates)
 - models.py: models list/info/pull, bench
 - data.py: data list/info/pull (problem sets by name)
+- schema.py: schema (the JSON schema of recipes, profiles, registries)
 - serve.py: serve (the HTTP server itself is tts_cli/serve/)
 """
 
 from __future__ import annotations
 
-from . import data, models, rescore, run, serve, train  # noqa: F401 - registers the commands
+# the order of `tts --help` and docs/cli.md: the searches first, the registries last
+from . import run, rescore, train, serve, data, models, schema  # noqa: F401, I001 - registers the commands
 from .common import app
 
 __all__ = ["app", "main"]
