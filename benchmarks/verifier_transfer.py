@@ -29,6 +29,13 @@ sys.path.insert(0, str(ROOT))
 from tts_cli.answers import answers_match  # noqa: E402
 from tts_cli.results import read_records  # noqa: E402
 
+LIVE_CHECK = 16  # problems on which a live --prm arithmetic search is compared with rescoring
+
+
+def args_limit(limit: list) -> int:
+    return int(limit[1]) if limit else 10**9
+
+
 RESCORE = [("arithmetic", "vote"), ("arithmetic", "max"), ("arithmetic+confidence", "vote"), ("confidence", "max"),
            ("confidence", "vote")]
 
@@ -67,9 +74,9 @@ def family(name: str, n: int, out: Path, common: list[str], limit: list[str]) ->
     seconds = {"cot": tts("grade", name, "--out", cot, "--strategy", "cot", *common, *limit),
                "sample": tts("grade", name, "--out", pool, "--strategy", "best-of-n", "--n", n, "--prm", "confidence",
                              *common, *limit)}
-    live = out / f"{name}-bon{n}-arithmetic-live.jsonl"
+    live = out / f"{name}-bon{n}-arithmetic-live.jsonl"  # on the first problems: the check, not the figures
     seconds["live arithmetic"] = tts("grade", name, "--out", live, "--strategy", "best-of-n", "--n", n, "--prm",
-                                     "arithmetic", *common, *limit)
+                                     "arithmetic", *common, "--limit", min(args_limit(limit), LIVE_CHECK))
     flops = lambda r: r["compute"]["flops"]  # noqa: E731
     cots, pooled = read_records(cot), read_records(pool)
     rows = [row("CoT (greedy)", cots, lambda r: r["answer"], flops),
