@@ -148,7 +148,7 @@ def test_pulling_a_bundled_set_says_where_it_is(monkeypatch):
 
 
 def test_aime24_parquet_becomes_jsonl(tmp_path, monkeypatch):
-    pa = pytest.importorskip("pyarrow")
+    import pyarrow as pa
     import pyarrow.parquet as pq
     rows = [{"id": 60 + i, "problem": f"Find {i} + 1.", "solution": "...", "answer": str(i + 1).zfill(3),
              "url": "https://artofproblemsolving.com/wiki", "year": "2024"} for i in range(2)]
