@@ -130,11 +130,30 @@ def test_best_of_n_with_the_policy_head_chooses_as_the_two_context_head_does(tin
     assert worst < 2e-3
 
 
-def test_a_policy_head_costs_two_flops_per_head_parameter_a_step(tiny_model, tmp_path):
+@pytest.mark.parametrize("strategy", ["beam", "dvts", "particle-filter", "best-of-n-adaptive"])
+def test_every_scoring_strategy_runs_on_the_policy_head(tiny_model, strategy):
+    config = SearchConfig(n=4, beam_width=2, max_steps=3, max_step_tokens=8, seed=1, lookahead=1)
+    policy = open_policy(tiny_model, config, strategy=strategy, n_threads=2, context_per_path=512, hidden=True)
+    verifier = PolicyHeadPRM(value_head(policy.model.n_embd), name="policy", n_embd=policy.model.n_embd)
+    try:
+        result = run_search(strategy, "What is 2 + 3?", policy, verifier, config)
+    finally:
+        policy.close()
+    scores = [s for c in result.candidates for s in c.step_scores]
+    assert scores and all(0.0 < s < 1.0 for s in scores)
+    assert result.compute["verifier"]["tokens_evaluated"] >= len(scores)
+
+
+def policy_head_registry(tiny_model, tmp_path):
     np.savez(tmp_path / "head.npz", **value_head(Model(tiny_model).n_embd))
     reg = tmp_path / "models.yaml"
     reg.write_text(f"models:\n  - name: tiny-policy-head\n    role: prm\n    params: 65\n    path: {tiny_model}\n"
                    f"    prm: {{format: policy_head, head_file: {tmp_path / 'head.npz'}}}\n")
+    return reg
+
+
+def test_a_policy_head_costs_two_flops_per_head_parameter_a_step(tiny_model, tmp_path):
+    reg = policy_head_registry(tiny_model, tmp_path)
     common = ["--policy", tiny_model, "--models-file", reg, "--n", "4", "--seed", "2", "--json", *FAST]
     r = tts("solve", "What is 2 + 2?", "--prm", "tiny-policy-head", "--strategy", "best-of-n", *common)
     assert r.exit_code == 0, r.output
@@ -150,3 +169,14 @@ def test_a_policy_head_costs_two_flops_per_head_parameter_a_step(tiny_model, tmp
     shutil.copy(tiny_model, other)
     one_line_error(tts("solve", "What is 2 + 2?", "--prm", "tiny-policy-head", "--strategy", "best-of-n",
                        *common[:1], other, *common[2:]), "a policy head reads the hidden states of")
+
+
+def test_a_policy_head_cannot_rescore_stored_steps(tiny_model, tmp_path):
+    reg = policy_head_registry(tiny_model, tmp_path)
+    data = tmp_path / "d.jsonl"
+    data.write_text(json.dumps({"question": "What is 1 + 2?", "answer": "#### 3"}) + "\n")
+    out = tmp_path / "maj.jsonl"
+    assert tts("grade", data, "--out", out, "--policy", tiny_model, "--strategy", "majority", "--n", "2",
+               *FAST).exit_code == 0
+    one_line_error(tts("rescore", out, "--prm", "tiny-policy-head", "--models-file", reg, "--out", tmp_path / "x.jsonl",
+                       "--threads", "2"), "cannot score stored steps")

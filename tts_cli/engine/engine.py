@@ -424,6 +424,8 @@ class Engine:
         return n_past + k + 1 <= self.ctx.n_ctx_seq
 
     def _prefill(self, work: list[tuple[Sequence, list[int]]]) -> None:
+        if self.hidden:  # a policy's prefill needs no hidden states (nor logits for every token)
+            self.ctx.set_hidden_output(False)
         n_batch = self.prefill_chunk
         tokens: list[int] = []
         pos: list[int] = []
@@ -496,6 +498,8 @@ class Engine:
         if len({s.slot for s in seqs}) != len(seqs):
             raise EngineBug("the same sequence is in two steps at once")
         t0 = time.perf_counter()
+        if self.hidden:
+            self.ctx.set_hidden_output(True)
         rc = self.ctx.decode([s.pending for s in seqs], [s.n_past for s in seqs], [s.slot for s in seqs],
                              outputs=True)
         if rc == 1:  # the KV cache is full: no sequence of this batch can take a token
@@ -571,6 +575,7 @@ class Engine:
             part = [seqs[j] for j in idx]
             slots = [s.slot for s in part]
             t0 = time.perf_counter()
+            self.ctx.set_hidden_output(True)
             rc = self.ctx.decode([s.pending for s in part], [s.n_past for s in part], slots, outputs=True)
             if rc != 0:
                 raise EngineError("the KV cache is full" if rc == 1 else f"llama_decode failed with status {rc}")
