@@ -278,6 +278,10 @@ def test_train_prm_with_policy_features_reads_nothing_again_and_registers_a_poli
     for rec in read_records(out):
         assert rec["verifier"] == "tiny-own" and all(0.0 <= c["score"] <= 1.0 for c in rec["candidates"])
         assert rec["compute"]["verifier"]["flops"] == 2 * 65 * rec["compute"]["verifier"]["tokens_evaluated"]
+    # A rerun resumes: every problem has its record and its states, so nothing is rolled out again.
+    again = _train(data, tiny_model, tmp_path / "second", "tiny-own", "--rollouts", "0", "--features", "policy")
+    assert again.exit_code == 0, again.output
+    assert len(read_records(tmp_path / "second" / "rollouts.jsonl")) == 6
     for extra, said in ((["--base", tmp_path / "other.gguf"], "--base must be the policy"), ([], "--features: base")):
         wrong = _train(data, tiny_model, tmp_path / "third", "x", "--features", "policy" if extra else "own", *extra)
         last = wrong.stderr.strip().splitlines()[-1]
