@@ -249,3 +249,40 @@ def test_ctrl_c_during_rollouts_keeps_finished_problems_and_rerun_resumes(tmp_pa
     records = read_records(rollouts)
     assert sorted(r["id"] for r in records) == sorted(f"q{i}" for i in range(n))
     assert records[: len(kept)] == kept
+
+
+def test_train_prm_with_policy_features_reads_nothing_again_and_registers_a_policy_head(tmp_path, tiny_model):
+    """--features policy: each step's state kept from the rollouts' own decode (no feature pass),
+    registered as a policy_head that best-of-n then scores with, with no second model."""
+    rows = [{"id": f"t{i}", "problem": f"What is {i} + {i}?", "answer": "impossible-answer"} for i in range(6)]
+    data = write_jsonl(tmp_path / "train.jsonl", rows)
+    first = _train(data, tiny_model, tmp_path / "first", "tiny-own", "--rollouts", "0", "--features", "policy")
+    assert "same label" in first.stderr  # nothing right: just to learn each problem's samples
+    for row, rec in zip(rows, sorted(read_records(tmp_path / "first" / "rollouts.jsonl"), key=lambda r: r["id"])):
+        row["answer"] = next((s["answer"] for s in rec["samples"] if s["answer"]), row["answer"])
+    data = write_jsonl(tmp_path / "train.jsonl", rows)
+    r = _train(data, tiny_model, tmp_path / "second", "tiny-own", "--rollouts", "0", "--features", "policy")
+    assert r.exit_code == 0, r.output
+    report = json.loads((tmp_path / "second" / "report.json").read_text())
+    assert report["features"] == "policy" and report["cost"]["feature_tokens"] == 0
+    assert not (tmp_path / "second" / "features").exists()
+    n_steps = sum(len(s["steps"]) for rec in read_records(tmp_path / "second" / "rollouts.jsonl") for s in rec["samples"])
+    store = np.load(next((tmp_path / "second" / "features-policy").glob("part-*.npz")))
+    assert store["x"].shape[1] == 64 and n_steps >= report["steps"]["train"] + report["steps"]["heldout"]
+    info = tts("models", "info", "tiny-own")
+    assert info.exit_code == 0 and "policy_head" in info.output
+    out = tmp_path / "bon.jsonl"
+    g = tts("grade", data, "--out", out, "--policy", tiny_model, "--strategy", "best-of-n", "--n", "2",
+            "--prm", "tiny-own", "--max-steps", "2", "--max-step-tokens", "6", "--threads", "2", "--limit", "2")
+    assert g.exit_code == 0, g.output
+    for rec in read_records(out):
+        assert rec["verifier"] == "tiny-own" and all(0.0 <= c["score"] <= 1.0 for c in rec["candidates"])
+        assert rec["compute"]["verifier"]["flops"] == 2 * 65 * rec["compute"]["verifier"]["tokens_evaluated"]
+    # A rerun resumes: every problem has its record and its states, so nothing is rolled out again.
+    again = _train(data, tiny_model, tmp_path / "second", "tiny-own", "--rollouts", "0", "--features", "policy")
+    assert again.exit_code == 0, again.output
+    assert len(read_records(tmp_path / "second" / "rollouts.jsonl")) == 6
+    for extra, said in ((["--base", tmp_path / "other.gguf"], "--base must be the policy"), ([], "--features: base")):
+        wrong = _train(data, tiny_model, tmp_path / "third", "x", "--features", "policy" if extra else "own", *extra)
+        last = wrong.stderr.strip().splitlines()[-1]
+        assert wrong.exit_code == 2 and "Traceback" not in wrong.output and last.startswith("error:") and said in last

@@ -34,7 +34,9 @@ class PrmFormat(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    format: Literal["math_shepherd", "rlhflow", "judge", "value_head", "classification_head"]
+    # policy_head: a value head on the model's own hidden states read from the policy's decode
+    # (the entry's model must be the policy); the others read in a context of their own.
+    format: Literal["math_shepherd", "rlhflow", "judge", "value_head", "classification_head", "policy_head"]
     step_tag: Optional[str] = Field(None, description="math_shepherd: the tag after each step (default ки).")
     good_token: Optional[str] = Field(None, description="The label token read as a good step (default +).")
     bad_token: Optional[str] = Field(None, description="The label token read as a bad step (default -).")

@@ -116,8 +116,7 @@ def rescore_record(rec: dict, verifier, key: tuple, *, selection: str, aggregati
             scores[i].append(s)
         depth += 1
     verifier.end(key)
-    engine = getattr(verifier, "engine", None)
-    used = engine.usage.pop(key[0], None) if engine is not None else None
+    used = verifier.take_usage(key[0])
     candidates = [Candidate(node_id=i + 1, steps=c.get("steps") or [], step_scores=[s for s in scores[i] if s is not None],
                             score=aggregate([s for s in scores[i] if s is not None], aggregation),
                             answer=c.get("answer"), answer_method=c.get("answer_method"),

@@ -18,7 +18,7 @@ from .search.capacity import (GB, PROMPT_CACHE_SLOTS, MemoryPlan, plan_memory, p
                               slots_needed, verifier_slots)
 from .search.scheduler import Job, Scheduler, run_search
 from .settings import DEFAULT_CONTEXT_PER_PATH, ModelSettings, RunSettings
-from .verifiers import HEAD_FORMATS, ConfidenceVerifier, JudgeVerifier, Verifier, verifier_from_format
+from .verifiers import HEAD_FORMATS, POLICY_HEAD, ConfidenceVerifier, JudgeVerifier, Verifier, verifier_from_format
 from .verifiers.arithmetic import ArithmeticVerifier, CombinedVerifier
 
 ARITHMETIC = "arithmetic"
@@ -26,14 +26,16 @@ BUILTIN_VERIFIERS = ("judge", "confidence", ARITHMETIC)  # verifiers that need n
 
 def open_policy(model: str | os.PathLike | Model, config: SearchConfig, *, strategy: str = "beam",
                 concurrency: int = 1, n_gpu_layers: int | None = None, n_threads: int | None = None,
-                context_per_path: int = DEFAULT_CONTEXT_PER_PATH, slots: int | None = None) -> Engine:
+                context_per_path: int = DEFAULT_CONTEXT_PER_PATH, slots: int | None = None,
+                hidden: bool = False) -> Engine:
     """The policy's engine. Its KV cache is split (one stream per sequence) whatever its size, so
     a path's arithmetic does not depend on how many other paths or problems share the context:
-    the same seed gives the same answers at any --concurrency and budget."""
+    the same seed gives the same answers at any --concurrency and budget. hidden: keep each
+    sampled row's hidden state (for a policy_head verifier)."""
     slots = slots or policy_slots(slots_needed(strategy, config), concurrency)
     return Engine(model, n_ctx=slots * context_per_path, n_seq_max=slots, kv_unified=False,
                   n_gpu_layers=n_gpu_layers, n_threads=n_threads, seed=config.seed,
-                  prompt_cache_slots=PROMPT_CACHE_SLOTS)
+                  prompt_cache_slots=PROMPT_CACHE_SLOTS, hidden=hidden)
 
 
 def open_verifier(spec: str | None, policy: Engine, config: SearchConfig, *, strategy: str = "beam",
@@ -54,6 +56,8 @@ def open_verifier(spec: str | None, policy: Engine, config: SearchConfig, *, str
                               n_gpu_layers=n_gpu_layers, n_threads=n_threads, context_per_path=context_per_path,
                               prm_entry=prm_entry, prm_model=prm_model)
         return CombinedVerifier(other)
+    if is_policy_head(prm_entry):
+        return open_policy_head(spec, policy, prm_entry)
     # A scoring context: node sequences for up to 2N paths per search; unified, since they
     # share prefixes.
     slots = verifier_slots(config, concurrency)
@@ -72,6 +76,23 @@ def open_verifier(spec: str | None, policy: Engine, config: SearchConfig, *, str
                                     head_dir=Path(spec).parent)
     except ValueError as e:
         engine.close()
+        raise EngineError(str(e))
+
+
+def is_policy_head(prm_entry: dict | None) -> bool:
+    """Whether a registry entry is a value head on the policy's own model (read from its decode)."""
+    return bool(prm_entry) and (prm_entry.get("prm") or {}).get("format") == POLICY_HEAD
+
+
+def open_policy_head(spec: str, policy: Engine, prm_entry: dict) -> Verifier:
+    """A policy_head verifier: no engine of its own; it reads the policy engine's hidden states."""
+    name = prm_entry.get("name") or Path(spec).stem
+    if not getattr(policy, "hidden", False):
+        raise EngineError(f"{name}: a policy head scores steps from the policy's hidden states as it samples them; "
+                          "it cannot score stored steps (use a value_head PRM to rescore)")
+    try:
+        return verifier_from_format(prm_entry["prm"], policy, name=name, head_dir=Path(spec).parent)
+    except ValueError as e:
         raise EngineError(str(e))
 
 
@@ -110,6 +131,9 @@ class Session:
         self.prm_path, self.prm_entry = None, None
         if self.base_prm not in BUILTIN_VERIFIERS:
             self.prm_path, self.prm_entry = self._resolve(self.base_prm, pull_missing)
+        # A policy head reads the policy's own decode: it needs no model of its own, and only fits
+        # the policy it was trained on.
+        self.policy_head = is_policy_head(self.prm_entry)
         self.context = models.context_per_path or DEFAULT_CONTEXT_PER_PATH
         self.model: Model | None = None
         self.memory = None  # the MemoryPlan `open` sized the engines by
@@ -137,17 +161,19 @@ class Session:
         model = self.load()
         need = max(slots_needed(s, c) for s, c in plans)
         uses = verifier or any(s in USES_VERIFIER for s, _ in plans)
-        model_verifier = uses and self.base_prm not in ("confidence", ARITHMETIC)
+        model_verifier = uses and self.base_prm not in ("confidence", ARITHMETIC) and not self.policy_head
         k = searches_in_flight(need, concurrency, model.offloaded, model_verifier=model_verifier)
         biggest = max((c for _, c in plans), key=lambda c: c.n * (2 if c.lookahead else 1))
-        prm_model = Model(self.prm_path, n_gpu_layers=self.models.gpu_layers) if uses and self.prm_path else None
+        self.check_policy_head()
+        prm_model = (Model(self.prm_path, n_gpu_layers=self.models.gpu_layers)
+                     if uses and self.prm_path and not self.policy_head else None)
         try:
             verifier_cell = (prm_model or model).kv_bytes_per_cell if model_verifier else 0
             self.memory = self.plan_memory(model, need, biggest.n, k, concurrency, verifier_cell)
             k, self.context = self.memory.searches, self.memory.context
             threads = self.models.threads
             policy = open_policy(model, biggest, slots=policy_slots(need, k), n_threads=threads,
-                                 context_per_path=self.context)
+                                 context_per_path=self.context, hidden=uses and self.policy_head)
         except BaseException:
             if prm_model is not None:
                 prm_model.close()
@@ -169,6 +195,12 @@ class Session:
         scheduler = Scheduler(policy, verifier, max_searches=4 * k)
         scheduler.concurrency = k
         return scheduler
+
+    def check_policy_head(self) -> None:
+        """A policy head is a head on one model's hidden states: that model must be the policy."""
+        if self.policy_head and Path(str(self.prm_path)).resolve() != Path(str(self.policy_path)).resolve():
+            raise EngineError(f"{self.base_prm}: a policy head reads the hidden states of {Path(str(self.prm_path)).name}, "
+                              f"the model it was trained on; the policy is {Path(str(self.policy_path)).name}")
 
     def plan_memory(self, model: Model, need: int, budget: int, searches: int, asked: int | None,
                     verifier_cell: int) -> MemoryPlan:

@@ -23,6 +23,7 @@ def train_prm(
     samples: int = typer.Option(8, "--samples", min=1, help="Solutions sampled per problem."),
     rollouts: int = typer.Option(4, "--rollouts", min=0, help="Completions from each step's end that label it (Math-Shepherd)."),
     labels: str = typer.Option("mc", "--labels", help="mc (Monte-Carlo rollouts from every step) or outcome (each step labelled by its path's final answer; no rollouts, much cheaper)."),
+    features: str = typer.Option("base", "--features", help="Where a step's hidden state comes from: base (the base model re-reads each step: a value_head PRM, any --base) or policy (kept from the rollouts' own decode, no second read: a policy_head PRM, which scores as the policy samples with no second model; the base is the policy)."),
     holdout: float = typer.Option(0.25, "--holdout", help="Share of problems held out for the report (split by problem, never by step)."),
     baselines: str = typer.Option("confidence,arithmetic", "--baselines", help="Verifiers measured on the same held-out steps: confidence, arithmetic (both free), judge (costs a judge pass)."),
     eval_data: Optional[str] = typer.Option(None, "--eval-data", help="Comma-separated data sets (names or files) never trained on: sampled too, and the head and the baselines reported on each (do they transfer?)."),
@@ -64,7 +65,7 @@ def train_prm(
                             seed=settings.search.seed, concurrency=batch.concurrency_value(), baselines=tuple(chosen),
                             n_threads=settings.models.threads, n_gpu_layers=settings.models.gpu_layers,
                             context_per_path=settings.models.context_per_path or DEFAULT_CONTEXT_PER_PATH,
-                            restart=batch.restart)
+                            restart=batch.restart, features=features)
         say(f"training {out} in {folder}: {len(problems)} problems x {samples} samples, "
             f"{'outcome labels' if run.rollouts == 0 else f'{run.rollouts} rollouts per step'}, "
             f"T={settings.search.temperature}")

@@ -40,6 +40,9 @@ class Step:
     tokens: list[int]
     logprobs: list[float]
     stop_reason: str  # one of STOP_REASONS
+    # An engine made with hidden=True: the final hidden state from which the step's last token
+    # (an end-of-generation token included) was sampled (Sequence.hidden); else None.
+    hidden: np.ndarray | None = None
 
 
 @dataclass
@@ -83,6 +86,11 @@ class Sequence:
     released: bool = False
     owner: object = None  # whose compute this sequence's tokens are (a search); forks inherit it
     generated: int = 0  # tokens sampled since its prompt (a fork counts its parent's)
+    # An engine made with hidden=True: the final hidden state (n_embd float32) of the row the
+    # latest token was sampled from, i.e. at the last of the first `hidden_at` tokens (a
+    # sampled end-of-generation token is not in `tokens`). Forks inherit it.
+    hidden: np.ndarray | None = None
+    hidden_at: int = 0
 
     @property
     def can_generate(self) -> bool:
@@ -153,7 +161,8 @@ class StepBatch:
 
     def steps(self) -> list[Step]:
         return [Step(text=bytes(self.bufs[i]).decode("utf-8", "replace"), tokens=self.tokens[i],
-                     logprobs=self.logprobs[i], stop_reason=self.reasons[i]) for i in range(len(self.seqs))]
+                     logprobs=self.logprobs[i], stop_reason=self.reasons[i], hidden=self.seqs[i].hidden)
+                for i in range(len(self.seqs))]
 
 
 class Engine:
@@ -167,21 +176,28 @@ class Engine:
     Compute is counted in total (`stats`) and per owner (`usage[owner]`, an owner being a
     search): a llama_decode shared by several owners is split by the rows each had in it, so
     the owners' counters add up to the totals.
+
+    hidden=True makes the context an embeddings context that still samples: after each
+    generation decode every row's final hidden state is kept on its sequence (`Sequence.hidden`,
+    n_embd floats), for a value head on the policy's own model. Off by default.
     """
 
     def __init__(self, model: str | os.PathLike | Model, *, n_ctx: int = 8192, n_seq_max: int = 16,
                  n_gpu_layers: int | None = None, n_threads: int | None = None,
                  kv_unified: bool | None = None, n_batch: int = 512, seed: int = 0,
-                 prefill_chunk: int | None = None, embeddings: bool = False, prompt_cache_slots: int = 1,
-                 owns_model: bool | None = None):
+                 prefill_chunk: int | None = None, embeddings: bool = False, hidden: bool = False,
+                 prompt_cache_slots: int = 1, owns_model: bool | None = None):
         # A loaded Model can be shared by several engines (the benchmark makes one per N).
         # A Model passed in stays its owner's, unless `owns_model` hands it over (closed with us).
         self._owns_model = owns_model if owns_model is not None else not isinstance(model, Model)
         self.model = model if isinstance(model, Model) else Model(model, n_gpu_layers=n_gpu_layers)
         if kv_unified is None:
             kv_unified = choose_kv_unified(n_seq_max)
+        # hidden: every generation step also keeps each row's final hidden state on its sequence
+        # (a value head on the policy's own model reads it: no second context, no second pass).
+        self.hidden = hidden
         self.ctx = Context(self.model, n_ctx=n_ctx, n_seq_max=n_seq_max, kv_unified=kv_unified,
-                           n_threads=n_threads, n_batch=n_batch, embeddings=embeddings)
+                           n_threads=n_threads, n_batch=n_batch, embeddings=embeddings or hidden)
         self.seed = seed
         # On the CPU backend, llama.cpp's flash attention switches to a tiled kernel at 64 query
         # rows, which rounds differently: prefilling at most 63 tokens per llama_decode makes a
@@ -243,7 +259,7 @@ class Engine:
         seq = Sequence(slot=self._take_slot(), sampling=sampling, owner=owner)
         if parent is not None:
             seq.tokens, seq.n_past, seq.pending, seq.ended = list(parent.tokens), parent.n_past, parent.pending, parent.ended
-            seq.generated = parent.generated
+            seq.generated, seq.hidden, seq.hidden_at = parent.generated, parent.hidden, parent.hidden_at
         self._live[seq.slot] = seq
         self.ctx.seq_remove(seq.slot)
         if parent is not None:
@@ -408,6 +424,8 @@ class Engine:
         return n_past + k + 1 <= self.ctx.n_ctx_seq
 
     def _prefill(self, work: list[tuple[Sequence, list[int]]]) -> None:
+        if self.hidden:  # a policy's prefill needs no hidden states (nor logits for every token)
+            self.ctx.set_hidden_output(False)
         n_batch = self.prefill_chunk
         tokens: list[int] = []
         pos: list[int] = []
@@ -480,6 +498,8 @@ class Engine:
         if len({s.slot for s in seqs}) != len(seqs):
             raise EngineBug("the same sequence is in two steps at once")
         t0 = time.perf_counter()
+        if self.hidden:
+            self.ctx.set_hidden_output(True)
         rc = self.ctx.decode([s.pending for s in seqs], [s.n_past for s in seqs], [s.slot for s in seqs],
                              outputs=True)
         if rc == 1:  # the KV cache is full: no sequence of this batch can take a token
@@ -493,6 +513,9 @@ class Engine:
         if rc != 0:
             raise EngineError(f"llama_decode failed with status {rc}")
         toks, lps = self.ctx.sample([s.slot for s in seqs], [s.sampling.greedy for s in seqs])
+        if self.hidden:
+            for s, h in zip(seqs, self.ctx.output_embeddings(len(seqs))):
+                s.hidden, s.hidden_at = h, s.n_past + 1  # the row of the pending token at n_past
         self._charge([s.owner for s in seqs], time.perf_counter() - t0, "generated")
         pieces = self.model.pieces
         is_eog = self.model.is_eog
@@ -552,6 +575,7 @@ class Engine:
             part = [seqs[j] for j in idx]
             slots = [s.slot for s in part]
             t0 = time.perf_counter()
+            self.ctx.set_hidden_output(True)
             rc = self.ctx.decode([s.pending for s in part], [s.n_past for s in part], slots, outputs=True)
             if rc != 0:
                 raise EngineError("the KV cache is full" if rc == 1 else f"llama_decode failed with status {rc}")

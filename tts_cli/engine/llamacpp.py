@@ -308,6 +308,7 @@ class Context:
             p.embeddings = True
             p.pooling_type = L.LLAMA_POOLING_TYPE_NONE
         self.embeddings = embeddings
+        self._outputs_hidden = embeddings  # what llama.cpp now computes for outputs (set_hidden_output)
         self.ptr = L.llama_init_from_model(model.ptr, p)
         check_interrupt()
         if not self.ptr:
@@ -449,6 +450,14 @@ class Context:
                 raise EngineError("no logits for this batch position")
             out[i] = np.ctypeslib.as_array(ptr, shape=(self.model.n_vocab,))
         return out
+
+    def set_hidden_output(self, on: bool) -> None:
+        """In an embeddings context: whether the next decodes output hidden states. Off, llama.cpp
+        outputs only the rows marked as outputs, so a prefill computes no logits for its tokens
+        (on, an embeddings context outputs every token)."""
+        if self.embeddings and on != self._outputs_hidden:
+            L.llama_set_embeddings(self.ptr, on)
+            self._outputs_hidden = on
 
     def output_embeddings(self, n: int) -> np.ndarray:
         """Final hidden states of the last decode's n outputs, as an (n, n_embd) copy."""

@@ -50,20 +50,22 @@ def rescore_with_lookahead(run: Run, paths: list[Path], k: int):
     rollouts = [run.engine.fork(p.seq, 1, run.sampling(greedy=True))[0] for p in paths]
     texts = ["" for _ in paths]
     logprobs: list[list[float]] = [[] for _ in paths]
+    hidden: list = [None for _ in paths]  # the rollout's state at its end, for a policy head
     live = list(range(len(paths)))
     for _ in range(k):
         steps = yield from run.generate([rollouts[i] for i in live])
         for i, st in zip(list(live), steps):
             texts[i] += st.text
             logprobs[i] += st.logprobs
+            hidden[i] = st.hidden
             if st.stop_reason != "stop":
                 live.remove(i)
         if not live:
             break
     run.engine.release_all(rollouts)
     temp_ids = [-(i + 1) for i in range(len(paths))]
-    items = [StepToScore(key=run.key, node_id=t, parent_id=p.node.id, text=text, logprobs=lp)
-             for t, p, text, lp in zip(temp_ids, paths, texts, logprobs) if text]
+    items = [StepToScore(key=run.key, node_id=t, parent_id=p.node.id, text=text, logprobs=lp, hidden=h)
+             for t, p, text, lp, h in zip(temp_ids, paths, texts, logprobs, hidden) if text]
     scores = dict(zip([it.node_id for it in items], (yield from run.score_items(items))))
     run.forget_scores(temp_ids)
     for t, p in zip(temp_ids, paths):

@@ -92,6 +92,7 @@ class Run:
         self.tree: list[Node] = [Node(id=0, parent=None, depth=0, step="", state="root")]
         self.finished: list[Node] = []
         self.logprobs: dict[int, list[float]] = {}
+        self.hidden: dict = {}  # node id -> the policy's hidden state at its step's end, until scored
         has_template = getattr(self.engine.model, "chat_template", None) is not None
         self.few_shot = config.prompt == "few-shot" or (config.prompt == "auto" and not has_template)
         if self.verifier is not None:
@@ -177,6 +178,8 @@ class Run:
             node = Node(id=len(self.tree), parent=p.node.id, depth=p.node.depth + 1, step=st.text,
                         tokens=len(st.tokens))
             self.logprobs[node.id] = st.logprobs  # for the confidence verifier
+            if st.hidden is not None and self.verifier is not None:  # for a policy head
+                self.hidden[node.id] = st.hidden
             self.tree.append(node)
             reason = self.finish_reason(node, st.stop_reason)
             if reason:
@@ -204,7 +207,8 @@ class Run:
         if self.verifier is None or not nodes:
             return
         items = [StepToScore(key=self.key, node_id=n.id, parent_id=n.parent, text=n.step,
-                             logprobs=self.logprobs.get(n.id, [])) for n in nodes]
+                             logprobs=self.logprobs.get(n.id, []), hidden=self.hidden.pop(n.id, None))
+                 for n in nodes]
         scores = yield from self.score_items(items)
         for n, s in zip(nodes, scores):
             n.score = s

@@ -333,12 +333,10 @@ class Scheduler:
         policy = self.engine.usage.pop(key, None)
         out: dict = {"policy": policy.as_dict() if policy else {}, "seconds": round(seconds, 3)}
         flops = policy.flops if policy else 0.0
-        v_engine = getattr(self.verifier, "engine", None)
-        if v_engine is not None:
-            used = v_engine.usage.pop(key, None)
-            if used is not None:
-                out["verifier"] = used.as_dict()
-                flops += used.flops
+        used = self.verifier.take_usage(key) if self.verifier is not None else None
+        if used is not None:
+            out["verifier"] = used.as_dict()
+            flops += used.flops
         out["flops"] = flops
         return out
 

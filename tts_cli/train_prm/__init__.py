@@ -12,7 +12,9 @@ Four stages, each resumable (what a stage finished is on disk, and a rerun goes 
    `rollouts=0` gives outcome labels: every step labelled by its own path's final correctness.
 2. Features (features/*.npz): the hidden state at each step's end from the base model, read in
    the value_head PRM format ("{problem}\\n{step1}\\n{step2}\\n..."), so the trained head is a
-   value_head PRM that scores incrementally with the existing verifier code.
+   value_head PRM that scores incrementally with the existing verifier code. With `features="policy"`
+   stage 1 keeps each step's state from its own decode instead (features-policy/; the state the
+   step's last token was sampled from, what a policy_head reads live) and nothing is read again.
 3. A logistic head (scikit-learn; L2 strength chosen by cross-validation over training problems,
    classes balanced), fitted on a split of problems: held-out problems never lend a step to
    training. Standardization is folded into the weights, so the head is just (weight, bias).

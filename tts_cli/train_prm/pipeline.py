@@ -39,6 +39,10 @@ class TrainSettings:
     n_gpu_layers: int | None = None
     context_per_path: int = 2048
     restart: bool = False  # rollouts.jsonl of another configuration: move it aside and start over
+    # where a step's feature comes from: "base" (the base model re-reads "{problem}\n{step1}\n...":
+    # a value_head) or "policy" (the hidden state the rollout's own decode sampled the step's last
+    # token from, in the searches' prompt: a policy_head, read live with no second context)
+    features: str = "base"
 
 
 class Progress:
@@ -60,6 +64,7 @@ def train(problems: list[Problem], folder: Path, config: SearchConfig, settings:
     head has not seen telling whether it transfers."""
     from ..engine import Model
     require_sklearn()  # before any compute: the fit needs it
+    check_feature_source(settings, policy_path, base_path)
     split_problems([], settings.holdout)  # a bad --holdout fails now, not after the rollouts
     progress = progress or Progress()
     try:
@@ -77,15 +82,22 @@ def train(problems: list[Problem], folder: Path, config: SearchConfig, settings:
     try:
         t0 = now()
         records = roll_out(problems, folder, config, settings, policy_model, policy_path, progress, say)
+        own = policy_features(folder, policy_path, settings)
         eval_records = {name: roll_out(ps, where, config, replace(settings, rollouts=0), policy_model, policy_path,
                                        progress, say, stage=f"samples of {name}") for name, (where, ps) in evals.items()}
         timings["rollouts_seconds"] = round(now() - t0, 1)
 
         t0 = now()
         base_model = base_model or Model(base_path, n_gpu_layers=settings.n_gpu_layers)
-        features, feature_tokens = read_features(records, folder, base_model, base_path, settings, progress)
-        eval_features = {name: read_features(eval_records[name], where, base_model, base_path, settings, progress,
-                                             stage=f"features of {name}")[0] for name, (where, _) in evals.items()}
+        if own is not None:  # read while rolling out: nothing to read again
+            features, feature_tokens = own.by_id(records), 0
+            eval_features = {name: policy_features(where, policy_path, settings).by_id(eval_records[name])
+                             for name, (where, _) in evals.items()}
+        else:
+            features, feature_tokens = read_features(records, folder, base_model, base_path, settings, progress)
+            eval_features = {name: read_features(eval_records[name], where, base_model, base_path, settings,
+                                                 progress, stage=f"features of {name}")[0]
+                             for name, (where, _) in evals.items()}
         timings["features_seconds"] = round(now() - t0, 1)
 
         t0 = now()
@@ -110,7 +122,7 @@ def train(problems: list[Problem], folder: Path, config: SearchConfig, settings:
         rows = reliability(head.score(test_t.x), test_t.soft)
         report.update(
             policy=str(policy_path), base=str(base_path), base_params=base_model.n_params,
-            labels="outcome" if settings.rollouts == 0 else "mc",
+            labels="outcome" if settings.rollouts == 0 else "mc", features=settings.features,
             samples=settings.samples, rollouts=settings.rollouts, temperature=config.temperature,
             prompt=config.prompt, seed=settings.seed, c=head.c, cross_validation=head.cv,
             problems={"train": int(len(np.unique(train_t.problem))), "heldout": int(len(np.unique(test_t.problem)))},
@@ -138,7 +150,7 @@ def roll_out(problems: list[Problem], folder: Path, config: SearchConfig, settin
     need = rollout_slots(settings.samples, settings.rollouts)
     k = searches_in_flight(need, settings.concurrency, policy_model.offloaded)
     policy = open_policy(policy_model, config, slots=policy_slots(need, k), n_threads=settings.n_threads,
-                         context_per_path=settings.context_per_path)
+                         context_per_path=settings.context_per_path, hidden=settings.features == "policy")
     try:
         wanted = {p.key for p in problems}
         done_before = len({r.get("key") for r in read_records(folder / "rollouts.jsonl")} & wanted)
@@ -153,10 +165,26 @@ def roll_out(problems: list[Problem], folder: Path, config: SearchConfig, settin
         records, _ = collect_rollouts(problems, folder / "rollouts.jsonl", Scheduler(policy, None, max_searches=k),
                                       config, samples=settings.samples, rollouts=settings.rollouts,
                                       run=rollout_identity(config, settings, policy_path), restart=settings.restart,
-                                      say=say, on_record=on_record)
+                                      say=say, on_record=on_record,
+                                      features=policy_features(folder, policy_path, settings))
     finally:
         policy.close()
     return records
+
+
+def check_feature_source(settings: TrainSettings, policy_path: Path, base_path: Path) -> None:
+    if settings.features not in ("base", "policy"):
+        raise TrainingError(f"--features: base or policy, got {settings.features!r}")
+    if settings.features == "policy" and Path(base_path).resolve() != Path(policy_path).resolve():
+        raise TrainingError("--features policy reads the policy's own hidden states: --base must be the policy "
+                            "(or left out)")
+
+
+def policy_features(folder: Path, policy_path: Path, settings: TrainSettings) -> FeatureStore | None:
+    """With --features policy: the step states the rollouts kept (features-policy/ in `folder`)."""
+    if settings.features != "policy":
+        return None
+    return FeatureStore(folder / "features-policy", "policy:" + str(Path(policy_path).resolve()))
 
 
 def read_features(records: list[dict], folder: Path, base_model, base_path: Path, settings: TrainSettings,
@@ -270,6 +298,8 @@ def train_named(name: str, data: Path, problems: list[Problem], folder: Path, co
                "heldout_choosing_among_samples": report["head"]["selection"],
                "report": str((folder / "report.json").resolve())}
     registry_file = Path(models_file) if models_file else user_registry_path()
+    trained["features"] = settings.features
     save_entry(registry_file, registry_entry(name, base_entry, Path(base_path), report["base_params"],
-                                             folder / "head.npz", trained))
+                                             folder / "head.npz", trained,
+                                             fmt="policy_head" if settings.features == "policy" else "value_head"))
     return report, registry_file

@@ -155,12 +155,13 @@ def write_report(folder: Path, report: dict, rows: list[dict], title: str) -> No
 
 
 def registry_entry(name: str, base_entry: dict | None, base_path: Path, n_params: int, head_path: Path,
-                   trained: dict) -> dict:
-    """A user-registry entry: the base model's GGUF (as its own entry finds it) with the head."""
+                   trained: dict, fmt: str = "value_head") -> dict:
+    """A user-registry entry: the base model's GGUF (as its own entry finds it) with the head
+    (fmt: value_head, or policy_head when the base is the policy and the head reads its decode)."""
     entry: dict = {"name": name, "role": "prm", "params": n_params}
     where = {k: base_entry[k] for k in ("bundled", "repo", "file", "path") if base_entry and k in base_entry}
     entry.update(where or {"path": str(base_path.resolve())})
-    entry["prm"] = {"format": "value_head", "head_file": str(head_path.resolve())}
+    entry["prm"] = {"format": fmt, "head_file": str(head_path.resolve())}
     entry["trained"] = trained
     return entry
 

@@ -7,6 +7,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Callable
 
+import numpy as np
+
 from ..datasets import Problem
 from ..grade import PROBLEM_ERRORS
 from ..results import ResultsFile
@@ -16,6 +18,7 @@ from ..search.common import Search
 from ..search.scheduler import Job
 from ..search.types import Parallel, SearchConfig
 from ..verifiers.confidence import mean_token_probability
+from .features import feature_key
 
 
 @dataclass
@@ -41,6 +44,9 @@ class LabelledSample:
 class ProblemRollouts:
     samples: list[LabelledSample]
     compute: dict = field(default_factory=dict)  # set by the scheduler
+    # a policy engine with hidden states: each step's feature for a policy_head (rows in sample
+    # then step order, as step_features gives them), kept in a FeatureStore, not in the record
+    features: np.ndarray | None = None
 
 
 def rollout_slots(samples: int, rollouts: int) -> int:
@@ -53,14 +59,21 @@ def label_rollouts(search: Search, config: SearchConfig, *, samples: int, rollou
     labelled by `rollouts` completions forked from its end."""
     run = search.run("majority", config, use_verifier=False)
     paths = run.spread(run.start(), samples)
-    done = yield Parallel([_labelled_sample(run, p, rollouts, reference) for p in paths])
-    return ProblemRollouts(samples=done)
+    states: list[list[np.ndarray]] = [[] for _ in paths]
+    done = yield Parallel([_labelled_sample(run, p, rollouts, reference, s) for p, s in zip(paths, states)])
+    rows = [h for s in states for h in s]
+    return ProblemRollouts(samples=done, features=np.stack(rows) if rows else None)
 
 
-def _labelled_sample(run, path: SearchPath, k: int, reference: str):
+def _labelled_sample(run, path: SearchPath, k: int, reference: str, states: list[np.ndarray]):
+    """One sample, its steps labelled; with a hidden-state policy engine, `states` gets each step's
+    state (Step.hidden: what a policy_head will read when it scores that step live)."""
     rollouts, reached, confidence = [], [], []
     while path.node.state != "finished":
         (node,) = yield from run.step([path])
+        if getattr(run.engine, "hidden", False):  # a step that sampled nothing (a full context) has no state: zeros
+            h = path.seq.hidden
+            states.append(h if h is not None else np.zeros(run.engine.model.n_embd, np.float32))
         confidence.append(mean_token_probability(run.logprobs.get(node.id, [])) or 0.0)
         hits = 0
         if k and node.state != "finished":
@@ -101,16 +114,20 @@ def sample_from_record(d: dict) -> LabelledSample:
 
 def collect_rollouts(problems: list[Problem], path: Path, scheduler, config: SearchConfig, *, samples: int,
                      rollouts: int, run: dict | None = None, restart: bool = False, say=None,
-                     on_record: Callable[[dict], None] | None = None) -> tuple[list[dict], int]:
+                     on_record: Callable[[dict], None] | None = None, features=None) -> tuple[list[dict], int]:
     """Stage 1: roll out every problem not yet in `path`; records appended (fsynced) as problems
     finish. `run`: the configuration the file's header records (a resume with another one
     stops, unless `restart`). Returns (the records of `problems`, the latest of each, and
     problems skipped as already done). A problem whose search fails on its own (a prompt too
-    long for the context) is recorded with its error."""
+    long for the context) is recorded with its error. `features` (a FeatureStore; the scheduler's
+    engine made with hidden=True): each problem's step states are stored before its record is
+    written, and a problem recorded without them is rolled out again."""
     results = ResultsFile(path, run if run is not None else {"samples": samples, "rollouts": rollouts},
                           kind="rollouts", restart=restart, say=say)
     try:
-        todo = [p for p in problems if not results.done(p.key)]
+        todo = [p for p in problems if not results.done(p.key)
+                or (features is not None and results.latest[p.key].get("samples")
+                    and not features.has(results.latest[p.key]))]
         skipped = len(problems) - len(todo)
         slots = rollout_slots(samples, rollouts)
         jobs = (Job(p.problem, _job(samples, rollouts, p.answer), config, tag=p, slots=slots) for p in todo)
@@ -122,6 +139,8 @@ def collect_rollouts(problems: list[Problem], path: Path, scheduler, config: Sea
                        "error": str(out), "samples": []}
             else:
                 rec = rollout_record(job.tag, out)
+                if features is not None and out.features is not None:
+                    features.add([feature_key(rec)], [out.features])
             results.write(rec)
             if on_record:
                 on_record(rec)

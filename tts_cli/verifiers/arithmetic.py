@@ -1051,6 +1051,9 @@ class CombinedVerifier(Verifier):
     def verdict(self, key: tuple, node_id: int) -> Verdict | None:
         return self.arithmetic.verdict(key, node_id)
 
+    def take_usage(self, search_key):
+        return self.other.take_usage(search_key)
+
     def forget(self, key: tuple, node_ids) -> None:
         node_ids = list(node_ids)  # it may be an iterator: both verifiers need it
         self.arithmetic.forget(key, node_ids)

@@ -23,6 +23,7 @@ class StepToScore:
     parent_id: int | None  # 0 (the root) for a path's first step
     text: str
     logprobs: list[float]  # the policy's log-probabilities of the step's tokens
+    hidden: object = None  # a policy engine with hidden=True: Step.hidden (np.ndarray), for a policy head
 
 
 class Verifier:
@@ -38,6 +39,11 @@ class Verifier:
 
     def forget(self, key: tuple, node_ids) -> None:
         """Drop per-node state for nodes no path will extend."""
+
+    def take_usage(self, search_key):
+        """What the verifier computed for one search (engine Stats), taken out of its counters;
+        None when it computed nothing for it."""
+        return self.engine.usage.pop(search_key, None) if self.engine is not None else None
 
     def end(self, key: tuple) -> None:
         """The stage is over: drop everything kept for it."""
