@@ -239,7 +239,10 @@ def test_a_full_queue_answers_429_with_retry_after(slow_server):
     c = client(slow_server)
     running = c.chat.completions.create(model="tts", messages=QUESTION, stream=True)
     next(iter(running))
-    wait_for(lambda: health(slow_server)["searches_in_flight"] == 1, "the first search to start")
+    # started as the event loop sees it too (the search thread reports a start a moment later
+    # than its scheduler counts it): until then the first request still holds the queue's place
+    wait_for(lambda: (lambda h: h["searches_in_flight"] == 1 and h["searches_queued"] == 0)(health(slow_server)),
+             "the first search to start")
     waiting = c.chat.completions.create(model="tts", messages=QUESTION, stream=True)
     next(iter(waiting))
     wait_for(lambda: health(slow_server)["searches_queued"] == 1, "the second search to wait")
