@@ -18,7 +18,7 @@ def fake_result(answer, flops, candidate_answers=(), scores=None):
     one step score each, as a Best-of-N pool records them)."""
     scores = scores if scores is not None else [None] * len(candidate_answers)
     candidates = [Candidate(node_id=i, steps=["step"], step_scores=[] if s is None else [s], score=s, answer=a,
-                            answer_method="boxed", finish_reason="eos")
+                            answer_method="boxed", finish_reason="eos", tokens=10)
                   for i, (a, s) in enumerate(zip(candidate_answers, scores))]
     return SearchResult(problem="p", strategy="x", config={}, answer=answer, candidates=candidates, tree=[],
                         votes={}, compute={"flops": flops, "seconds": 0.0, "policy": {}})
@@ -54,9 +54,12 @@ class Script:
                 yield (setting, problem), fake_result("1" if ok else "2", 3.0 * setting.n, ["1" if ok else "2"])
 
 
-def small_grid(temperatures=(None,)):
+CLASSIC = ("cot", "majority", "best-of-n", "beam", "dvts")  # the grid before the early-stopping strategies
+
+
+def small_grid(temperatures=(None,), strategies=CLASSIC):
     return lambda b: candidate_settings(b, has_verifier=True, beam_widths=(2,), aggregations=("last",),
-                                        temperatures=temperatures)
+                                        temperatures=temperatures, strategies=strategies)
 
 
 def test_calibrate_samples_one_pool_per_temperature_and_estimates_every_budget(tmp_path):
@@ -152,7 +155,7 @@ def test_calibrate_chooses_the_temperature_under_the_noise_rule_and_auto_samples
     problems = [Problem(id=f"p{i}", problem=f"easy {i}", answer="1", line=i + 1) for i in range(24)]
     # majority is right at T=0.3 (every path) and wrong at T=0.7, the run's own temperature
     script = Script(pool=lambda setting, kind: ["1" if setting.temperature == 0.3 else "2"] * setting.n)
-    plan = lambda b: candidate_settings(b, has_verifier=False, temperatures=(0.3, 0.7))  # noqa: E731
+    plan = lambda b: candidate_settings(b, has_verifier=False, temperatures=(0.3, 0.7), strategies=CLASSIC)  # noqa: E731
     assert {s.key for s in plan(4)} == {"cot_n4", "majority_n4_t0.3", "majority_n4_t0.7"}
     profile = calibrate(problems, [4], tmp_path / "runs", solve_many=script, has_verifier=False,
                         policy={"file": "fake.gguf"}, prm=None, settings_for=plan, base_temperature=0.7, holdout=0)
@@ -174,11 +177,48 @@ def test_calibrate_chooses_the_temperature_under_the_noise_rule_and_auto_samples
     assert temps.count(0.9) == 2 and temps.count(0.3) == 6  # the probe at the run's T, the rest at the profile's
 
 
+def test_calibrate_estimates_early_stopping_from_the_pools_and_auto_runs_it(tmp_path):
+    # easy pools [2, 1, 1, 1, 2, 1, 1, 1] (majority right), hard ones all "2" (wrong): two agreeing
+    # paths give P(leader) = 0.875, so at threshold 0.7 adaptive majority stops early everywhere
+    problems = scripted_problems(12, 12)
+    script = Script()
+    grid = small_grid(strategies=("cot", "majority", "majority-adaptive", "best-of-n-adaptive", "particle-filter"))
+    keys = {s.key for s in grid(8)}
+    assert {"majority-adaptive_n8_s0.7", "majority-adaptive_n8_s0.95", "best-of-n-adaptive_n8_vote_last_s0.7",
+            "particle-filter_n8_vote_last"} <= keys and not any(k.startswith("beam") for k in keys)
+    profile = calibrate(problems, [8], tmp_path / "runs", solve_many=script, has_verifier=True,
+                        policy={"file": "fake.gguf"}, prm="scripted", settings_for=grid, holdout=0)
+    ran = {s for s, _ in script.solved}
+    # the early-stopping settings come from the pool; particle filtering runs on its own
+    assert {s.key for s in ran if s.role is None} == {"cot_n1", "particle-filter_n8_vote_last"}
+    estimated = {e["setting"]: e for e in profile.estimates if e["estimated"]}
+    majority, early = estimated["majority_n8"], estimated["majority-adaptive_n8_s0.7"]
+    assert early["flops"] < 0.6 * majority["flops"]  # hard problems stop after their first wave of 2
+    assert early["accuracy"] <= majority["accuracy"] == pytest.approx(0.5)
+    assert estimated["majority-adaptive_n8_s0.95"]["flops"] > early["flops"]
+
+    with pytest.raises(ValueError, match="unknown strategy 'auto'"):
+        candidate_settings(4, has_verifier=True, strategies=("auto",))
+
+    # a profile that chose adaptive majority: auto's second stage runs it at that threshold
+    path = tmp_path / "profile.yaml"
+    Profile(policy={"name": "fake", "file": "fake.gguf"}, prm=None, bins=Bins(),
+            choices=[Choice(bin=b, budget=8, strategy="majority-adaptive", stop_threshold=0.7, accuracy=0.5,
+                            flops=8.0, problems=3) for b in ("easy", "medium", "hard")]).save(path)
+    assert Profile.load(path).lookup("hard", 8).settings()["stop_threshold"] == 0.7
+    engine = FakeEngine(hard_script)
+    engine.model.path = "fake.gguf"
+    result = run_search("auto", "p", engine, None, SearchConfig(n=16, probe=4, profile=str(path)))
+    assert result.auto["chosen"] == "majority-adaptive"
+    assert result.config["chosen"]["stop_threshold"] == 0.7
+
+
 def test_candidate_settings_cover_the_hyper_parameters():
     keys = {s.key for s in candidate_settings(8, has_verifier=True)}
     assert {"majority_n8", "best-of-n_n8_vote_last", "best-of-n_n8_max_min", "beam_n8_m2_vote_last",
             "beam_n8_m4_vote_min", "dvts_n8_m4_vote_last"} <= keys
-    assert {s.key for s in candidate_settings(8, has_verifier=False)} == {"cot_n8", "majority_n8"}
+    assert {s.key for s in candidate_settings(8, has_verifier=False)} == {
+        "cot_n8", "majority_n8", "majority-adaptive_n8_s0.7", "majority-adaptive_n8_s0.95"}
     assert not any(s.beam_width == 4 for s in candidate_settings(2, has_verifier=True))
 
 

@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Callable, Iterable, Iterator
 
 from .calibrate_profile import Options, build_profile
-from .calibrate_plan import (COT, DIFFICULTY, POOLED_STRATEGIES, Setting, calibration_plan, candidate_settings,
+from .calibrate_plan import (COT, DEFAULT_STOP_THRESHOLDS, DEFAULT_STRATEGIES, DIFFICULTY, POOLED_STRATEGIES, Setting, calibration_plan, candidate_settings,
                              pool_key, pool_setting, reference_temperature, run_files)
 from .datasets import Problem
 from .difficulty import Bins
@@ -82,6 +82,7 @@ def calibrate(problems: list[Problem], budgets: list[int], workdir: Path, *, sol
 
 def calibrate_file(problem_set, out: Path, settings, batch, budgets: list[int], *, samples: int,
                    beam_widths: list[int], aggregations: list[str], temperatures: list, bins: Bins,
+                   strategies=DEFAULT_STRATEGIES, stop_thresholds=DEFAULT_STOP_THRESHOLDS,
                    holdout: float = 0.3, min_problems: int | None = None, per_setting: bool = False,
                    say: Callable[[str], None] | None = None,
                    on_record: Callable[[str, dict, str], None] | None = None):
@@ -97,7 +98,7 @@ def calibrate_file(problem_set, out: Path, settings, batch, budgets: list[int], 
 
     def plan_for(budget):
         return candidate_settings(budget, has_verifier=True, beam_widths=beam_widths, aggregations=aggregations,
-                                  temperatures=temperatures)
+                                  temperatures=temperatures, strategies=strategies, stop_thresholds=stop_thresholds)
 
     def run_settings(setting: Setting):  # validated: a bad --aggregations value fails before any model loads
         return settings.but(setting.strategy, **{k: v for k, v in setting.overrides().items() if k != "strategy"})
@@ -134,6 +135,7 @@ def calibrate_file(problem_set, out: Path, settings, batch, budgets: list[int], 
 
 
 def calibrate_command(data, out, opts: dict, *, budgets: list[int], beam_widths: list[int], aggregations: list[str],
+                      strategies=DEFAULT_STRATEGIES, stop_thresholds=DEFAULT_STOP_THRESHOLDS,
                       temperatures: list, easy: float, medium: float, holdout: float, min_problems: int,
                       per_setting: bool, samples: int, say=None, on_record=None):
     """`tts calibrate DATA --out PROFILE`: the flags checked (before any model loads), then
@@ -150,6 +152,9 @@ def calibrate_command(data, out, opts: dict, *, budgets: list[int], beam_widths:
     batch = build_batch(opts)
     problem_set = read_problem_set(data, batch)
     check_writable(out)
+    if any(not 0.0 <= t <= 1.0 for t in stop_thresholds):
+        raise SettingsError(f"--stop-thresholds: each must be between 0 and 1, got {', '.join(map(str, stop_thresholds))}")
     return calibrate_file(problem_set, out, settings, batch, budgets, samples=samples, beam_widths=beam_widths,
+                          strategies=strategies, stop_thresholds=stop_thresholds,
                           aggregations=aggregations, temperatures=temperatures, bins=bins, holdout=holdout,
                           min_problems=min_problems, per_setting=per_setting, say=say, on_record=on_record)

@@ -12,7 +12,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterable
 
-POOLED_STRATEGIES = ("majority", "best-of-n")  # independent paths: estimated from the pool
+# independent paths: estimated from the pool (the early-stopping ones by pools.adaptive)
+POOLED_STRATEGIES = ("majority", "best-of-n", "majority-adaptive", "best-of-n-adaptive")
+# what a calibration measures unless told otherwise; particle-filter (its own runs) when asked
+DEFAULT_STRATEGIES = ("cot", "majority", "majority-adaptive", "best-of-n", "best-of-n-adaptive", "beam", "dvts")
+STRATEGIES = DEFAULT_STRATEGIES + ("particle-filter",)
+DEFAULT_STOP_THRESHOLDS = (0.7, 0.95)  # 0.7: the cheapest that matched majority N=16 on stories-test (benchmarks/adaptive_stop.py)
 DIFFICULTY = "difficulty"  # per_setting only: the run that samples each problem to estimate its pass@1
 
 
@@ -24,6 +29,7 @@ class Setting:
     selection: str | None = None
     aggregation: str | None = None
     temperature: float | None = None  # None: the run's --temperature
+    stop_threshold: float | None = None  # the early-stopping strategies'
     # "pool" or "difficulty" for the runs that are not a setting a profile chooses: it keeps them
     # apart (equality, hashing) from a chosen setting with the same search values
     role: str | None = None
@@ -37,6 +43,8 @@ class Setting:
             parts.append(self.selection)
         if self.aggregation:
             parts.append(self.aggregation)
+        if self.stop_threshold is not None:
+            parts.append(f"s{self.stop_threshold:g}")
         if self.temperature is not None:
             parts.append(f"t{self.temperature:g}")
         return "_".join(parts)
@@ -54,25 +62,40 @@ COT = Setting("cot", 1)  # greedy CoT: one path whatever the budget
 
 
 def candidate_settings(budget: int, *, has_verifier: bool, beam_widths=(2, 4), selections=("vote", "max"),
-                       aggregations=("last", "min"), temperatures=(None,)) -> list[Setting]:
+                       aggregations=("last", "min"), temperatures=(None,), strategies=DEFAULT_STRATEGIES,
+                       stop_thresholds=DEFAULT_STOP_THRESHOLDS) -> list[Setting]:
     """Every setting a profile may choose at this budget. Each sampled setting is measured at each
     of `temperatures` (a small policy's best temperature is often well below the paper's 0.7: its
     samples right less often, its votes split). Greedy CoT has no temperature; listed first, then
-    the cheaper settings before the dearer ones (the choice keeps the first among equals)."""
+    the cheaper settings before the dearer ones (the choice keeps the first among equals).
+    `strategies` limits the list; the early-stopping ones come at each of `stop_thresholds`."""
     # CoT spends one greedy path of the budget: for a tiny policy on hard problems the cheapest
     # setting can be the best one, and the profile should be able to say so.
-    out = [Setting("cot", budget)]
+    unknown = [s for s in strategies if s not in STRATEGIES]
+    if unknown:
+        raise ValueError(f"unknown strategy {unknown[0]!r} for calibrate (known: {', '.join(STRATEGIES)})")
+    out = [Setting("cot", budget)] if "cot" in strategies else []
     for t in temperatures:
-        out.append(Setting("majority", budget, temperature=t))
+        for thr in stop_thresholds if "majority-adaptive" in strategies else ():
+            out.append(Setting("majority-adaptive", budget, stop_threshold=thr, temperature=t))
+        if "majority" in strategies:
+            out.append(Setting("majority", budget, temperature=t))
         if not has_verifier:
             continue
         for agg in aggregations:
-            for sel in selections:
+            for thr in stop_thresholds if "best-of-n-adaptive" in strategies else ():
+                out.append(Setting("best-of-n-adaptive", budget, selection="vote", aggregation=agg,
+                                   stop_threshold=thr, temperature=t))
+            for sel in selections if "best-of-n" in strategies else ():
                 out.append(Setting("best-of-n", budget, selection=sel, aggregation=agg, temperature=t))
+            if "particle-filter" in strategies:
+                out.append(Setting("particle-filter", budget, selection="vote", aggregation=agg, temperature=t))
             for m in beam_widths:
                 if budget % m == 0 and m <= budget:
-                    out.append(Setting("beam", budget, beam_width=m, selection="vote", aggregation=agg, temperature=t))
-                    out.append(Setting("dvts", budget, beam_width=m, selection="vote", aggregation=agg, temperature=t))
+                    for strategy in ("beam", "dvts"):
+                        if strategy in strategies:
+                            out.append(Setting(strategy, budget, beam_width=m, selection="vote", aggregation=agg,
+                                               temperature=t))
     return out
 
 

@@ -31,6 +31,7 @@ from .difficulty_model import SKLEARN_HINT, fit_difficulty_model, probe_features
 from .grade import pass_at_n
 from .pools import (DEFAULT_MIN_PROBLEMS, Pool, bootstrap_interval, choose_profile, evaluate_profile_on_heldout,
                     expected_accuracy, heldout_ids, pools_from_records, record_accuracies)
+from .pools.adaptive import adaptive_accuracy
 from .profile import Choice, Profile
 from .search.auto import predicted_bin, probe_size
 
@@ -157,12 +158,23 @@ def problem_id(record: dict):
 
 def estimate_from_pool(setting: Setting, pools: list[Pool], pool_flops: float, run: str, seed: int) -> Measured:
     """Majority or Best-of-N at setting.n from pools of N_max paths: the expected accuracy over
-    random n-subsets (pools.expected_accuracy); FLOPs scale as n / N_max."""
-    method = "majority" if setting.strategy == "majority" else setting.selection
-    accuracy = expected_accuracy(pools, method, setting.n, aggregation=setting.aggregation, seed=seed)
+    random n-subsets (pools.expected_accuracy); FLOPs scale as n / N_max. The early-stopping
+    variants over random orders of n paths (pools.adaptive), their FLOPs scaled again by the
+    share of those paths' tokens they sampled."""
     oracle = expected_accuracy(pools, "pass", setting.n)
     n_max = pools[0].size if pools else setting.n
-    return Measured(setting, accuracy.by_id(), pool_flops * setting.n / n_max, round(oracle.mean, 4), run, True)
+    flops = pool_flops * setting.n / n_max
+    if setting.strategy.endswith("-adaptive"):
+        verified = setting.strategy == "best-of-n-adaptive"
+        estimate = adaptive_accuracy(pools, setting.n, threshold=setting.stop_threshold, use_verifier=verified,
+                                     selection=setting.selection or "vote", aggregation=setting.aggregation,
+                                     seed=seed)
+        ratio = estimate.token_ratio
+        return Measured(setting, estimate.accuracy.by_id(), flops * (ratio if ratio == ratio else 1.0),
+                        round(oracle.mean, 4), run, True)
+    method = "majority" if setting.strategy == "majority" else setting.selection
+    accuracy = expected_accuracy(pools, method, setting.n, aggregation=setting.aggregation, seed=seed)
+    return Measured(setting, accuracy.by_id(), flops, round(oracle.mean, 4), run, True)
 
 
 def mean_flops(records: list[dict]) -> float:
@@ -214,7 +226,7 @@ def choice_of(decided: dict, m: Measured, calib: list, bin_of: dict, options: Op
     return Choice(bin=decided["bin"], budget=decided["budget"], strategy=s.strategy,
                   accuracy=float(decided["accuracy"]), flops=float(m.flops), problems=decided["problems"],
                   beam_width=s.beam_width, selection=s.selection, aggregation=s.aggregation,
-                  temperature=s.temperature, pass_at_n=None if m.pass_at_n is None else float(m.pass_at_n),
+                  temperature=s.temperature, stop_threshold=s.stop_threshold, pass_at_n=None if m.pass_at_n is None else float(m.pass_at_n),
                   setting=s.key, rule=decided["rule"], default=decided["default"],
                   interval=[round(float(interval.lo), 4), round(float(interval.hi), 4)],
                   difference=decided["difference"])

@@ -35,7 +35,8 @@ class Choice:
     bin: Literal["easy", "medium", "hard"]
     budget: Budget
     # what auto's second stage can run (auto itself is not among them)
-    strategy: Literal["cot", "majority", "best-of-n", "beam", "dvts"]
+    strategy: Literal["cot", "majority", "best-of-n", "beam", "dvts", "majority-adaptive", "best-of-n-adaptive",
+                      "particle-filter"]
     accuracy: Share
     flops: Annotated[float, Field(ge=0.0, allow_inf_nan=False)]  # mean per problem
     problems: Annotated[int, Field(ge=0, strict=True)]
@@ -43,6 +44,7 @@ class Choice:
     selection: Optional[Literal["vote", "max"]] = None
     aggregation: Optional[Literal["last", "min", "avg", "prod"]] = None
     temperature: Optional[Annotated[float, Field(ge=0.0, le=100.0, allow_inf_nan=False)]] = None  # None: the search's
+    stop_threshold: Optional[Annotated[float, Field(ge=0.0, le=1.0, allow_inf_nan=False)]] = None  # early stopping's
     pass_at_n: Optional[Share] = None  # share of problems with any right candidate (the verifier's ceiling)
     # version 2: the evidence (None in version 1 profiles)
     setting: Optional[str] = None  # the setting's key, as in `estimates` (e.g. best-of-n_n16_vote_min_t0.3)
@@ -54,7 +56,7 @@ class Choice:
     def settings(self) -> dict:
         """Search options that reproduce this choice."""
         out = {"strategy": self.strategy, "n": self.budget}
-        for k in ("beam_width", "selection", "aggregation", "temperature"):
+        for k in ("beam_width", "selection", "aggregation", "temperature", "stop_threshold"):
             if getattr(self, k) is not None:
                 out[k] = getattr(self, k)
         return out

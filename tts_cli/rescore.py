@@ -120,7 +120,8 @@ def rescore_record(rec: dict, verifier, key: tuple, *, selection: str, aggregati
     candidates = [Candidate(node_id=i + 1, steps=c.get("steps") or [], step_scores=[s for s in scores[i] if s is not None],
                             score=aggregate([s for s in scores[i] if s is not None], aggregation),
                             answer=c.get("answer"), answer_method=c.get("answer_method"),
-                            finish_reason=c.get("finish_reason") or "", step_confidence=c.get("step_confidence") or [])
+                            finish_reason=c.get("finish_reason") or "", step_confidence=c.get("step_confidence") or [],
+                            tokens=c.get("tokens"))
                   for i, c in enumerate(cands)]
     votes = group_answers(candidates)
     answer = choose_answer(candidates, votes, selection)

@@ -147,8 +147,11 @@ def calibrate(
     data: Optional[Path] = typer.Argument(None, help="A data set's name (`tts data list`) or a JSONL file, with reference answers."),
     out: Optional[Path] = typer.Option(None, "--out", "-o", help="Profile YAML to write."),
     budgets: str = typer.Option("4,16,64", "--budgets", help="Comma-separated budgets N."),
+    strategies: str = typer.Option("cot,majority,majority-adaptive,best-of-n,best-of-n-adaptive,beam,dvts", "--strategies",
+                                   help="Strategies to measure (also particle-filter: its own runs). Majority, Best-of-N and their early-stopping variants come from the pools at no extra cost."),
     beam_widths: str = typer.Option("2,4", "--beam-widths", help="Beam widths M to try for beam and dvts."),
     aggregations: str = typer.Option("last,min", "--aggregations", help="Step-score aggregations to try."),
+    stop_thresholds: str = typer.Option("0.7,0.95", "--stop-thresholds", help="Stop thresholds to try for the early-stopping strategies (majority-adaptive, best-of-n-adaptive)."),
     temperatures: Optional[str] = typer.Option(None, "--temperatures", help="Sampling temperatures to try for every sampled setting, e.g. 0.3,0.5,0.7 (default: --temperature alone). Small policies often do best well below 0.7."),
     holdout: float = typer.Option(0.3, "--holdout", min=0.0, max=0.9, help="Share of the problems (by a hash of their id) left out of the choice, to check the profile on (0: none)."),
     min_bin_problems: int = typer.Option(20, "--min-bin-problems", min=1, help="A difficulty bin with fewer calibration problems is decided together with its neighbour (or on all problems)."),
@@ -172,6 +175,7 @@ def calibrate(
       tts calibrate --show runs/smollm2.yaml
     """
     from ..calibrate import calibrate_command
+    from ..calibrate_plan import STRATEGIES as CALIBRATE_STRATEGIES
     from ..render import calibration_tables, profile_report
     try:
         if show is not None:
@@ -180,6 +184,8 @@ def calibrate(
         with console.status("calibrating...") as status:
             profile, info, saved = calibrate_command(
                 data, out, opts, budgets=parse_int_list(budgets, "--budgets"),
+                strategies=parse_names(strategies, "--strategies", CALIBRATE_STRATEGIES, "strategy"),
+                stop_thresholds=parse_float_list(stop_thresholds, "--stop-thresholds"),
                 beam_widths=parse_int_list(beam_widths, "--beam-widths"), aggregations=parse_names(aggregations, "--aggregations", ("last", "min", "avg", "prod"), "aggregation"),
                 temperatures=parse_float_list(temperatures, "--temperatures") if temperatures else [None],
                 easy=easy, medium=medium, holdout=holdout, min_problems=min_bin_problems, per_setting=per_setting,

@@ -52,6 +52,9 @@ class Pool:
     answers[i]         the candidate's answer as recorded (None: no answer)
     step_scores[i]     the candidate's step scores, or None when the record has none
     scores[i]          the score the run recorded (aggregated with the run's `aggregation`)
+    tokens[i]          tokens the policy generated for candidate i (NaN: not recorded); records
+                       written before candidates kept their own count get their run's generated
+                       tokens shared out by text length (`tokens_estimated`)
     """
 
     id: Any
@@ -63,10 +66,12 @@ class Pool:
     step_scores: tuple[tuple[float, ...] | None, ...]
     scores: tuple[float | None, ...]
     aggregation: str | None = None
+    tokens: np.ndarray | None = None
+    tokens_estimated: bool = False
 
     @classmethod
     def from_candidates(cls, candidates: Iterable, reference: str, *, id: Any = None,
-                        aggregation: str | None = None) -> "Pool":
+                        aggregation: str | None = None, tokens_generated: float | None = None) -> "Pool":
         """Group the candidates' answers once. Each answer joins the first group whose key (first
         spelling) it matches, else starts a group: exactly `group_answers`. Calls answers_match
         at most groups x candidates + groups + candidates times."""
@@ -75,8 +80,11 @@ class Pool:
         candidates = list(candidates)
         keys: list[str] = []
         groups = np.full(len(candidates), NO_ANSWER, dtype=np.int64)
-        answers, step_scores, scores = [], [], []
+        answers, step_scores, scores, tokens, lengths = [], [], [], [], []
         for i, c in enumerate(candidates):
+            count = _field(c, "tokens")
+            tokens.append(float("nan") if count is None else float(count))
+            lengths.append(len("".join(_field(c, "steps") or [])))
             answer = _field(c, "answer")
             answers.append(answer)
             raw_steps = _field(c, "step_scores")
@@ -90,19 +98,25 @@ class Pool:
                 g = len(keys)
                 keys.append(answer)
             groups[i] = g
+        tokens = np.array(tokens, dtype=float)
+        estimated = bool(np.isnan(tokens).any()) and tokens_generated is not None and sum(lengths) > 0
+        if estimated:
+            tokens = tokens_generated * np.array(lengths, dtype=float) / sum(lengths)
         return cls(id=id, groups=groups, group_answers=tuple(keys),
                    group_correct=np.array([answers_match(k, reference) for k in keys], dtype=bool),
                    candidate_correct=np.array([answers_match(a, reference) for a in answers], dtype=bool),
                    answers=tuple(answers), step_scores=tuple(step_scores), scores=tuple(scores),
-                   aggregation=aggregation)
+                   aggregation=aggregation, tokens=tokens, tokens_estimated=estimated)
 
     @classmethod
     def from_record(cls, record: dict) -> "Pool":
         """From one line of a results file (grade.record_for): its candidates, reference, id, and
         the aggregation its run used (config.aggregation)."""
         pid = record.get("id") if record.get("id") is not None else f"line-{record.get('line')}"
+        generated = ((record.get("compute") or {}).get("policy") or {}).get("tokens_generated")
         return cls.from_candidates(record.get("candidates") or [], record.get("reference"), id=pid,
-                                   aggregation=(record.get("config") or {}).get("aggregation"))
+                                   aggregation=(record.get("config") or {}).get("aggregation"),
+                                   tokens_generated=generated)
 
     @property
     def size(self) -> int:

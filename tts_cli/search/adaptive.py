@@ -20,6 +20,8 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
+
 from .common import Search, group_answers
 from .types import Parallel, SearchConfig
 
@@ -70,12 +72,17 @@ def stop_reason(votes: list[float], paths_left: int, threshold: float) -> str | 
     return None
 
 
-def prob_leader_is_mode(v1: float, v2: float, points: int = 1000) -> float:
+def prob_leader_is_mode(v1, v2, points: int = 1000):
     """P(p > 1/2) for p ~ Beta(v1 + 1, v2 + 1). Votes may be fractional (verifier scores), so
     the density is integrated over (1/2, 1) by the midpoint rule; both exponents are >= 0, so
-    the density is smooth there and a thousand points are plenty for a stopping rule."""
-    a, b = v1 + 1, v2 + 1
-    log_norm = math.lgamma(a + b) - math.lgamma(a) - math.lgamma(b)
+    the density is smooth there and a thousand points are plenty for a stopping rule.
+    Numbers give a float; arrays (pools.adaptive asks for thousands of orders at once) an array."""
+    a = np.asarray(v1, dtype=float) + 1.0
+    b = np.asarray(v2, dtype=float) + 1.0
+    lgamma = np.vectorize(math.lgamma, otypes=[float])
+    log_norm = lgamma(a + b) - lgamma(a) - lgamma(b)
     width = 0.5 / points
-    xs = (0.5 + (i + 0.5) * width for i in range(points))
-    return sum(math.exp(log_norm + (a - 1) * math.log(x) + (b - 1) * math.log(1 - x)) for x in xs) * width
+    x = 0.5 + (np.arange(points) + 0.5) * width
+    log_density = log_norm[..., None] + (a[..., None] - 1) * np.log(x) + (b[..., None] - 1) * np.log1p(-x)
+    p = np.exp(log_density).sum(axis=-1) * width
+    return float(p) if p.ndim == 0 else p

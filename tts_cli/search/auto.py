@@ -21,14 +21,18 @@ from ..difficulty_model import predict_bin, probe_features
 from ..profile import Profile, default_choice
 from .beam import beam
 from .best_of_n import best_of_n
+from .adaptive import best_of_n_adaptive, majority_adaptive
 from .common import Search, choose_answer, group_answers
 from .cot import cot
 from .dvts import dvts
 from .majority import majority
+from .particle_filter import particle_filter
 from .types import NEEDS_VERIFIER, SearchConfig, SearchResult
 
 # What the second stage can be (auto is not among them).
-SECOND_STAGE = {"cot": cot, "majority": majority, "best-of-n": best_of_n, "beam": beam, "dvts": dvts}
+SECOND_STAGE = {"cot": cot, "majority": majority, "best-of-n": best_of_n, "beam": beam, "dvts": dvts,
+                "majority-adaptive": majority_adaptive, "best-of-n-adaptive": best_of_n_adaptive,
+                "particle-filter": particle_filter}
 
 
 def auto(search: Search, config: SearchConfig):
@@ -106,7 +110,7 @@ def predicted_bin(candidates: list, model: dict | None, bins: Bins) -> tuple[str
 def _selection(strategy: str, cfg: SearchConfig, verifier) -> str:
     if strategy == "cot":
         return "last"  # the greedy path's answer: the sampled probe paths are weaker
-    if strategy == "majority" or verifier is None:
+    if strategy in ("majority", "majority-adaptive") or verifier is None:
         return "majority"
     return cfg.selection
 

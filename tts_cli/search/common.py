@@ -282,7 +282,8 @@ class Run:
             out.append(Candidate(node_id=node.id, steps=[n.step for n in nodes], step_scores=scores,
                                  score=aggregate(scores, self.config.aggregation),
                                  answer=extracted.answer, answer_method=extracted.method,
-                                 finish_reason=node.reason, step_confidence=confidence))
+                                 finish_reason=node.reason, step_confidence=confidence,
+                                 tokens=self.path_tokens(node)))
         return out
 
     def result(self, select: str) -> SearchResult:

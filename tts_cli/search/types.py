@@ -159,6 +159,9 @@ class Candidate:
     # the policy's own confidence in each step, exp(mean token log-prob): kept so that finished
     # runs can be re-chosen without generating again (`tts rescore`)
     step_confidence: list[float] = field(default_factory=list)
+    # tokens the policy generated for this path: what a budget that stops early saves per path
+    # not sampled (pools.adaptive estimates it from these)
+    tokens: int | None = None
 
     @property
     def text(self) -> str:

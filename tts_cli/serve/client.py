@@ -109,7 +109,7 @@ def error_message(e: urllib.error.HTTPError) -> str:
 
 def result_from(tts: dict, problem: str) -> SearchResult:
     """A response's `tts` field as the SearchResult a local search returns."""
-    candidates = [Candidate(**{k: c[k] for k in Candidate.__dataclass_fields__}) for c in tts.get("candidates", [])]
+    candidates = [Candidate(**{k: c[k] for k in Candidate.__dataclass_fields__ if k in c}) for c in tts.get("candidates", [])]
     tree = [Node(**{k: n[k] for k in Node.__dataclass_fields__}) for n in tts.get("tree", [])]
     return SearchResult(problem=problem, strategy=tts["strategy"], config=tts.get("config", {}), answer=tts["answer"],
                         candidates=candidates, tree=tree, votes=tts.get("votes", {}), compute=tts.get("compute", {}),

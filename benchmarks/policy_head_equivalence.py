@@ -1,0 +1,132 @@
+"""Does a head read from the policy's own decode (policy_head) choose as the same head computed
+the two-context way? On a real model (issue 20's goal; tests/test_policy_head.py checks it on the
+tiny model).
+
+For each problem, Best-of-N runs twice with the same seed (so the same samples):
+- policy: PolicyHeadPRM, the hidden state kept from the policy's decode at each step's end;
+- two-context: a second llama.cpp context on the same GGUF re-reads, from scratch, exactly the
+  tokens each step's state was computed from (prompt + path so far) and applies the same head.
+Printed per problem: the same candidates?, the same answer?, the largest step-score difference;
+then totals and the engine seconds of each.
+
+    python benchmarks/policy_head_equivalence.py --head smol-policy --data arith-test --limit 8 --n 16
+
+--head names a registered policy_head (`tts train-prm --features policy` registers one).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from tts_cli.datasets import resolve_data  # noqa: E402
+from tts_cli.engine import Engine, Sampling  # noqa: E402
+from tts_cli.registry import load_registry, resolve  # noqa: E402
+from tts_cli.search import SearchConfig  # noqa: E402
+from tts_cli.search.common import Run  # noqa: E402
+from tts_cli.solver import open_policy, run_search  # noqa: E402
+from tts_cli.verifiers import PolicyHeadPRM, Verifier  # noqa: E402
+from tts_cli.verifiers.head import load_head  # noqa: E402
+
+
+class RereadHead(Verifier):
+    """The same head, the two-context way: a second context with the policy's KV layout (one
+    stream per sequence) re-reads each step's tokens and applies the head to the last state."""
+
+    name = "two-context"
+
+    def __init__(self, model, head, reads, threads):
+        self.engine = Engine(model, n_ctx=4096, n_seq_max=1, kv_unified=False, n_threads=threads, embeddings=True)
+        self.weight, self.bias = head["weight"].reshape(-1), float(head["bias"].reshape(-1)[0])
+        self.reads = reads
+
+    def score(self, items):
+        out = []
+        for it in items:
+            seq = self.engine.start(self.reads[(it.key, it.node_id)], Sampling(temperature=0.0), owner=it.key[0])
+            h = self.engine.hidden_states([seq])[0]
+            self.engine.release(seq)
+            out.append(float(1.0 / (1.0 + np.exp(-(h @ self.weight + self.bias)))))
+        return out
+
+
+def record_reads(reads: dict) -> None:
+    """Keep, for every step, the tokens its hidden state was computed from (Run.step wrapped)."""
+    step = Run.step
+
+    def recording(self, paths):
+        nodes = yield from step(self, paths)
+        for p, node in zip(paths, nodes):
+            reads[(self.key, node.id)] = list(p.seq.tokens[:p.seq.hidden_at])
+        return nodes
+    Run.step = recording
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--head", required=True, help="a registered policy_head")
+    ap.add_argument("--data", default="arith-test")
+    ap.add_argument("--limit", type=int, default=8)
+    ap.add_argument("--n", type=int, default=16)
+    ap.add_argument("--max-steps", type=int, default=6)
+    ap.add_argument("--max-step-tokens", type=int, default=64)
+    ap.add_argument("--temperature", type=float, default=0.7)
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--out", type=Path, default=None, help="write the per-problem figures here as JSON")
+    args = ap.parse_args()
+
+    model_path, entry = resolve(args.head, load_registry())
+    prm = (entry or {}).get("prm") or {}
+    if prm.get("format") != "policy_head":
+        sys.exit(f"error: {args.head}: not a policy_head (format {prm.get('format')!r})")
+    head = load_head(prm["head_file"], "policy_head")
+    config = SearchConfig(n=args.n, max_steps=args.max_steps, max_step_tokens=args.max_step_tokens,
+                          temperature=args.temperature, seed=args.seed, selection="max", prompt="few-shot")
+    reads: dict = {}
+    record_reads(reads)
+    problems = [json.loads(line) for line in resolve_data(args.data).read_text().splitlines() if line.strip()]
+    problems = problems[:args.limit]
+
+    policy = open_policy(model_path, config, strategy="best-of-n", n_threads=args.threads, hidden=True)
+    mine = PolicyHeadPRM(head, name=args.head, n_embd=policy.model.n_embd)
+    two = RereadHead(policy.model, head, reads, args.threads)
+    rows, seconds = [], {"policy": 0.0, "two-context": 0.0}
+    try:
+        for p in problems:
+            results = {}
+            for name, verifier in (("policy", mine), ("two-context", two)):
+                start = time.perf_counter()
+                results[name] = run_search("best-of-n", p["problem"], policy, verifier, config)
+                seconds[name] += time.perf_counter() - start
+            a, b = results["policy"], results["two-context"]
+            diffs = [abs(x - y) for ca, cb in zip(a.candidates, b.candidates)
+                     for x, y in zip(ca.step_scores, cb.step_scores)]
+            row = {"id": p.get("id"), "same_candidates": [c.steps for c in a.candidates] == [c.steps for c in b.candidates],
+                   "same_answer": a.answer == b.answer, "answer": a.answer, "scores_compared": len(diffs),
+                   "max_score_diff": max(diffs, default=0.0)}
+            rows.append(row)
+            print(json.dumps(row), flush=True)
+    finally:
+        two.engine.close()
+        policy.close()
+    summary = {"problems": len(rows), "same_candidates": sum(r["same_candidates"] for r in rows),
+               "same_answer": sum(r["same_answer"] for r in rows),
+               "scores_compared": sum(r["scores_compared"] for r in rows),
+               "max_score_diff": max((r["max_score_diff"] for r in rows), default=0.0),
+               "seconds": {k: round(v, 1) for k, v in seconds.items()}}
+    print(json.dumps(summary))
+    if args.out:
+        args.out.write_text(json.dumps({"rows": rows, "summary": summary}, indent=1))
+
+
+if __name__ == "__main__":
+    main()
