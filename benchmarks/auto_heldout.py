@@ -59,7 +59,7 @@ def calibration_set(args) -> Path:
 def setting_flags(settings: dict) -> list[str]:
     """A profile estimate's settings as `tts grade` flags."""
     out = ["--strategy", settings["strategy"], "--n", str(settings["n"])]
-    for key in ("beam_width", "selection", "aggregation", "temperature"):
+    for key in ("beam_width", "selection", "aggregation", "temperature", "stop_threshold"):
         if settings.get(key) is not None:
             out += [f"--{key.replace('_', '-')}", str(settings[key])]
     return out

@@ -9,9 +9,13 @@ majority vote and pass@N computed from the same candidates. One live Best-of-N r
 
     python benchmarks/verifier_transfer.py --n 16 --out runs/transfer      # both families, ~25 min here
     python benchmarks/verifier_transfer.py --families stories-test --limit 8 --out runs/t-small
+    python benchmarks/verifier_transfer.py --families benchmarks/data/stories-dev.jsonl,benchmarks/data/mixed-dev.jsonl \
+        --temperature 0.3 --live-check 0 --out runs/dev-t0.3                 # choose a temperature off the test sets
 
 Families: stories-test (benchmarks/make_stories.py: templates absent from every training and
-calibration set here) and arith-test (make_arith.py's templates, those arith-train was made from).
+calibration set here), mixed-test (make_mixed.py) and arith-test (make_arith.py's templates, those
+arith-train was made from); stories-dev and mixed-dev (benchmarks/data: the same generators with
+other seeds, no problem text shared with the test sets) to tune on.
 """
 
 from __future__ import annotations
@@ -28,8 +32,6 @@ sys.path.insert(0, str(ROOT))
 
 from tts_cli.answers import answers_match  # noqa: E402
 from tts_cli.results import read_records  # noqa: E402
-
-LIVE_CHECK = 16  # problems on which a live --prm arithmetic search is compared with rescoring
 
 
 def args_limit(limit: list) -> int:
@@ -68,15 +70,17 @@ def row(name: str, records: list[dict], answer_of, flops_of) -> dict:
             "flops_per_problem": sum(flops_of(r) for r in records) / max(1, len(records))}
 
 
-def family(name: str, n: int, out: Path, common: list[str], limit: list[str]) -> list[dict]:
+def family(data: str, n: int, out: Path, common: list[str], limit: list[str], live_check: int) -> list[dict]:
     out.mkdir(parents=True, exist_ok=True)
+    name = Path(data).stem if data.endswith(".jsonl") else data
     cot, pool = out / f"{name}-cot.jsonl", out / f"{name}-bon{n}-confidence.jsonl"
-    seconds = {"cot": tts("grade", name, "--out", cot, "--strategy", "cot", *common, *limit),
-               "sample": tts("grade", name, "--out", pool, "--strategy", "best-of-n", "--n", n, "--prm", "confidence",
+    seconds = {"cot": tts("grade", data, "--out", cot, "--strategy", "cot", *common, *limit),
+               "sample": tts("grade", data, "--out", pool, "--strategy", "best-of-n", "--n", n, "--prm", "confidence",
                              *common, *limit)}
     live = out / f"{name}-bon{n}-arithmetic-live.jsonl"  # on the first problems: the check, not the figures
-    seconds["live arithmetic"] = tts("grade", name, "--out", live, "--strategy", "best-of-n", "--n", n, "--prm",
-                                     "arithmetic", *common, "--limit", min(args_limit(limit), LIVE_CHECK))
+    if live_check:
+        seconds["live arithmetic"] = tts("grade", data, "--out", live, "--strategy", "best-of-n", "--n", n, "--prm",
+                                         "arithmetic", *common, "--limit", min(args_limit(limit), live_check))
     flops = lambda r: r["compute"]["flops"]  # noqa: E731
     cots, pooled = read_records(cot), read_records(pool)
     rows = [row("CoT (greedy)", cots, lambda r: r["answer"], flops),
@@ -90,7 +94,7 @@ def family(name: str, n: int, out: Path, common: list[str], limit: list[str]) ->
                                                     "--out", path)
         rows.append(row(f"Best-of-N N={n}, {prm}, PRM-{selection.capitalize()}", read_records(path),
                         lambda r: r["answer"], flops))
-    lives = read_records(live)
+    lives = read_records(live) if live_check else []
     rescored = {r["key"]: r["answer"] for r in read_records(out / f"{name}-rescore-arithmetic-vote.jsonl")}
     same = sum(rescored.get(r["key"]) == r["answer"] for r in lives)
     empty = sum(1 for r in pooled for c in r["candidates"] if not "".join(c["steps"]).strip())
@@ -108,11 +112,14 @@ def main() -> None:
     ap.add_argument("--n", type=int, default=16)
     ap.add_argument("--limit", type=int, default=None)
     ap.add_argument("--out", type=Path, default=Path("runs/transfer"))
+    ap.add_argument("--temperature", type=float, default=0.7)
+    ap.add_argument("--live-check", type=int, default=16,
+                    help="problems on which a live --prm arithmetic search is compared with rescoring (0: none)")
     args = ap.parse_args()
-    common = ["--prompt", "few-shot", "--max-steps", "6", "--max-step-tokens", "64", "--temperature", "0.7",
+    common = ["--prompt", "few-shot", "--max-steps", "6", "--max-step-tokens", "64", "--temperature", args.temperature,
               "--context-per-path", "1024"]
     limit = ["--limit", args.limit] if args.limit else []
-    rows = [r for f in args.families.split(",") for r in family(f, args.n, args.out, common, limit)]
+    rows = [r for f in args.families.split(",") for r in family(f, args.n, args.out, common, limit, args.live_check)]
     (args.out / "summary.json").write_text(json.dumps(rows, indent=1))
     for r in rows:
         if r["setting"] == "checks":

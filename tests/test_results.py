@@ -326,3 +326,24 @@ def test_sigterm_mid_grade_keeps_records_and_says_so(tiny_model, tmp_path):
     assert done.returncode == 0, done.stderr
     assert len(read_records(out)) == 16 and read_records(out)[: len(kept)] == kept
     assert record_lines(out) == 16
+
+
+def test_a_ctrl_c_during_a_write_lands_after_the_record_is_on_disk_and_counted(tmp_path, monkeypatch):
+    # the "N new records" line after an interrupt counts what the file gained: a Ctrl-C that
+    # arrives between the record's bytes reaching the disk and the count used to be lost from it
+    import os
+    import signal
+
+    from tts_cli.results import ResultsFile, read_records
+    out = tmp_path / "r.jsonl"
+    f = ResultsFile(out, {"run": 1})
+    real = ResultsFile._append
+
+    def append_then_interrupt(self, text):
+        real(self, text)
+        os.kill(os.getpid(), signal.SIGINT)
+    monkeypatch.setattr(ResultsFile, "_append", append_then_interrupt)
+    with pytest.raises(KeyboardInterrupt):
+        f.write({"key": "a:1", "id": "a", "answer": "1"})
+    assert f.written == 1 and [r["key"] for r in read_records(out)] == ["a:1"]
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # the handler is back

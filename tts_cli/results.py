@@ -21,10 +21,13 @@ files, train-prm's rollouts):
 
 from __future__ import annotations
 
+import contextlib
 import datetime
 import json
 import math
 import os
+import signal
+import threading
 from pathlib import Path
 from typing import Callable, Iterable
 
@@ -180,6 +183,33 @@ def read_header(path: str | Path) -> dict | None:
     return obj if _is_header(obj) else None
 
 
+@contextlib.contextmanager
+def interrupts_held(signals=(signal.SIGINT, signal.SIGTERM)):
+    """Hold SIGINT and SIGTERM until the block ends, then deliver them to the handlers that were
+    in place. Only the main thread may change handlers (and only it runs them); elsewhere, and
+    where a handler is not Python's to swap, the block runs as it is."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    arrived: list[int] = []
+    previous = {}
+    try:
+        for sig in signals:
+            previous[sig] = signal.signal(sig, lambda number, frame: arrived.append(number))
+    except (ValueError, OSError, TypeError):  # not swappable here: restore what was swapped, run as is
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+        yield
+        return
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler if handler is not None else signal.SIG_DFL)
+        for number in dict.fromkeys(arrived):
+            signal.raise_signal(number)
+
+
 def check_results_path(path: Path, inputs: Iterable[Path] = ()) -> None:
     """Refuse, before anything loads, a results path that is a folder, a device, a file that
     is not writable, or one of the run's own input files."""
@@ -327,14 +357,17 @@ class ResultsFile:
                 "run": self.run}
 
     def write(self, rec: dict) -> None:
-        """Append one record (it must carry its problem's `key`), flushed and fsynced."""
-        if self._header_pending:
-            self._append(json_line(self.header()))
-            self._header_pending = False
-        self._append(json_line(rec))
-        self.records.append(rec)
-        self.latest[rec["key"]] = rec
-        self.written += 1
+        """Append one record (it must carry its problem's `key`), flushed and fsynced. A Ctrl-C
+        or SIGTERM arriving meanwhile takes effect once the record is both on disk and counted,
+        so "N new records" after an interrupt is what the file gained."""
+        with interrupts_held():
+            if self._header_pending:
+                self._append(json_line(self.header()))
+                self._header_pending = False
+            self._append(json_line(rec))
+            self.records.append(rec)
+            self.latest[rec["key"]] = rec
+            self.written += 1
 
     # --- what is done --------------------------------------------------------------------------
     def done(self, key: str, retry_errors: bool = False) -> bool:
