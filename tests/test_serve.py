@@ -358,3 +358,21 @@ def test_smollm2_answers_a_question_through_the_server(smollm2):
         assert found["answer"] is not None and found["strategy"] == "majority"
         assert extract_answer(r.choices[0].message.content).answer == found["answer"]
         assert idle(url)
+
+
+def test_a_search_leaves_the_queue_when_the_worker_starts_it_not_a_loop_turn_later():
+    # the queue's length (429s, /health) counts `left_queue`, set on the worker thread at once;
+    # the `started` future is only set on the loop's next turn
+    import asyncio
+
+    from tts_cli.serve.worker import Ticket
+    loop = asyncio.new_event_loop()
+    try:
+        ticket = Ticket(job=None, loop=loop)
+        assert not ticket.left_queue
+        ticket.resolve("started")
+        assert ticket.left_queue and not ticket.started.done()
+        loop.run_until_complete(asyncio.sleep(0))
+        assert ticket.started.done()
+    finally:
+        loop.close()

@@ -124,16 +124,84 @@ def answers_match(predicted: str | None, reference: str | None) -> bool:
 
 @lru_cache(maxsize=65536)
 def _math_verify(predicted: str, reference: str) -> bool:
+    # math-verify's own timeouts use signals, which only work in a main thread: elsewhere (the
+    # search thread of `tts serve`) the check runs in a child process whose main thread has
+    # them, so an answer such as 9^{9^{9}} cannot hang the caller.
+    if threading.current_thread() is threading.main_thread():
+        return _math_verify_timed(predicted, reference)
+    return _ISOLATED.check(predicted, reference)
+
+
+def _math_verify_timed(predicted: str, reference: str) -> bool:
+    """math-verify with its timeouts: call it on a main thread only."""
     from math_verify import parse, verify
 
-    # math-verify's own timeouts use signals, which only work in the main thread.
-    main = threading.current_thread() is threading.main_thread()
-    timeout = MATCH_TIMEOUT_S if main else None
     try:
-        gold = parse(f"${reference}$", parsing_timeout=timeout)
-        pred = parse(f"${predicted}$", parsing_timeout=timeout)
+        gold = parse(f"${reference}$", parsing_timeout=MATCH_TIMEOUT_S)
+        pred = parse(f"${predicted}$", parsing_timeout=MATCH_TIMEOUT_S)
         if not gold or not pred:
             return False
-        return bool(verify(gold, pred, timeout_seconds=timeout))
-    except Exception:  # a malformed answer is simply not a match
+        return bool(verify(gold, pred, timeout_seconds=MATCH_TIMEOUT_S))
+    except Exception:  # a malformed answer (or one past the time limit) is simply not a match
         return False
+
+
+def _check_forever(conn) -> None:
+    """The child process: answer (predicted, reference) pairs until the pipe closes."""
+    import math_verify  # noqa: F401  (imported before saying ready: the first check is not slower)
+    conn.send("ready")
+    while True:
+        try:
+            predicted, reference = conn.recv()
+        except (EOFError, OSError):
+            return
+        conn.send(_math_verify_timed(predicted, reference))
+
+
+class _IsolatedVerifier:
+    """math-verify in one child process (spawned, not forked: the parent has engine threads),
+    for callers off the main thread. Checks take turns; a child that does not answer within
+    its own time limits plus a margin is killed and the pair counts as no match."""
+
+    START_S = 120.0  # importing sympy on a loaded machine
+    MARGIN_S = 2.0
+
+    def __init__(self):
+        self._lock = threading.Lock()
+        self._proc = None
+        self._conn = None
+
+    def _start(self) -> None:
+        import multiprocessing
+        ctx = multiprocessing.get_context("spawn")
+        parent, child = ctx.Pipe()
+        proc = ctx.Process(target=_check_forever, args=(child,), daemon=True, name="tts-answer-check")
+        proc.start()
+        child.close()
+        if not parent.poll(self.START_S) or parent.recv() != "ready":
+            proc.kill()
+            raise RuntimeError("the answer-checking process did not start")
+        self._proc, self._conn = proc, parent
+
+    def _stop(self) -> None:
+        if self._proc is not None:
+            self._proc.kill()
+            self._proc.join()
+        self._proc = self._conn = None
+
+    def check(self, predicted: str, reference: str) -> bool:
+        with self._lock:
+            try:
+                if self._proc is None or not self._proc.is_alive():
+                    self._start()
+                self._conn.send((predicted, reference))
+                # parse twice and verify: three limits of MATCH_TIMEOUT_S at most
+                if self._conn.poll(3 * MATCH_TIMEOUT_S + self.MARGIN_S):
+                    return bool(self._conn.recv())
+            except (OSError, EOFError, RuntimeError):
+                pass
+            self._stop()
+            return False
+
+
+_ISOLATED = _IsolatedVerifier()

@@ -70,7 +70,7 @@ class SearchService:
     # --- searches ---------------------------------------------------------------------------------
     def queued(self) -> int:
         """Requests accepted whose searches have not started (no room in the engine yet)."""
-        return sum(1 for t in self.pending if not t.started.done())
+        return sum(1 for t in self.pending if not t.left_queue)
 
     def submit(self, plan: SearchPlan, on_event=None) -> Ticket:
         if self.worker.failure is not None or self.worker.stopping:

@@ -34,12 +34,16 @@ log = logging.getLogger("tts_cli.serve")
 class Ticket:
     """One request's search, between the event loop and the worker. Both futures belong to the
     request's loop and are set there: `started` when the scheduler starts the search (it leaves
-    the queue), `outcome` with its SearchResult or exception."""
+    the queue), `outcome` with its SearchResult or exception. `left_queue` is set on the worker
+    thread the moment the search leaves the queue, a loop turn before `started` is: what the
+    queue's length (admission, /health) counts, so a request arriving in that turn is not turned
+    away by a search that has already started."""
 
     job: Job
     loop: asyncio.AbstractEventLoop
     started: asyncio.Future = field(init=False)
     outcome: asyncio.Future = field(init=False)
+    left_queue: bool = field(init=False, default=False)
 
     def __post_init__(self):
         self.started = self.loop.create_future()
@@ -54,6 +58,8 @@ class Ticket:
 
     def resolve(self, which: str, value=None) -> None:
         """Set a future from the worker thread (a closed loop means nobody waits any more)."""
+        if which == "started":
+            self.left_queue = True  # a bool's assignment is atomic: the loop sees it at once
         try:
             self.loop.call_soon_threadsafe(self._set, getattr(self, which), value)
         except RuntimeError:
