@@ -518,3 +518,18 @@ def test_sigterm_stops_like_ctrl_c_and_leaves_nothing_of_the_local_instance(tiny
     kept = assert_each_once(out, len(records(out))) if out.exists() else []
     assert len(kept) < n and (when == "starting" or len(kept) >= 2)
     assert ray_sessions(proc.pid) == []
+
+
+def test_a_start_up_question_to_a_silent_cluster_ends_in_one_line_not_a_hang():
+    # ray.nodes() and ray.cluster_resources() have no time limit of their own; the driver bounds them
+    import threading
+
+    from tts_cli.cluster.connect import ClusterError
+    from tts_cli.cluster.driver import within
+    never = threading.Event()
+    with pytest.raises(ClusterError, match="did not say the cluster's nodes within"):
+        within(0.5, never.wait, "the cluster's nodes")
+    assert within(5, lambda: [1, 2], "x") == [1, 2]
+    with pytest.raises(ZeroDivisionError):
+        within(5, lambda: 1 / 0, "x")
+    never.set()

@@ -25,6 +25,29 @@ NO_WORKER_SECONDS = float(os.environ.get("TTS_RAY_NO_WORKER_SECONDS", "60"))
 # 1: this must come well before.
 SILENT_SECONDS = 10.0
 KNOCK_SECONDS = 2.0  # how often the driver knocks on their ports
+STARTUP_CALL_SECONDS = 60.0  # the most a start-up question to the GCS may take
+
+
+def within(seconds: float, call, what: str):
+    """call() on a daemon thread, its result if it returns within `seconds`, else a ClusterError
+    (the thread is left to Ray: it ends when its call does)."""
+    import threading
+    out: dict = {}
+
+    def run():
+        try:
+            out["value"] = call()
+        except BaseException as e:  # handed to the caller's thread
+            out["error"] = e
+    worker = threading.Thread(target=run, daemon=True, name="tts-ray-call")
+    worker.start()
+    worker.join(seconds)
+    if worker.is_alive():
+        raise ClusterError(f"the Ray cluster did not say {what} within {seconds:.0f} s: its head node may be gone; "
+                           "the finished problems are kept")
+    if "error" in out:
+        raise out["error"]
+    return out["value"]
 
 
 @dataclass
@@ -78,9 +101,11 @@ class RaySolver:
             self.connect_seconds = time.perf_counter() - t0
             context = ray.get_runtime_context()
             self.vital["gcs"] = context.gcs_address
-            resources = ray.cluster_resources()
+            # two GCS calls with no time limit of their own: bounded here, so a head node that
+            # dies between connecting and these cannot hang the start
+            resources = within(STARTUP_CALL_SECONDS, ray.cluster_resources, "the cluster's resources")
             gpus = int(resources.get("GPU", 0))
-            alive = [n for n in ray.nodes() if n.get("Alive")]
+            alive = [n for n in within(STARTUP_CALL_SECONDS, ray.nodes, "the cluster's nodes") if n.get("Alive")]
             nodes = len(alive)
             for n in alive:
                 if n["NodeID"] == context.get_node_id():
