@@ -51,7 +51,15 @@ class Script:
                 yield (setting, problem), fake_result("2", 1.0, ["2"])
             else:
                 ok = self.right(setting, kind, int(index))
-                yield (setting, problem), fake_result("1" if ok else "2", 3.0 * setting.n, ["1" if ok else "2"])
+                result = fake_result("1" if ok else "2", 3.0 * setting.n, ["1" if ok else "2"] * self.paths(setting))
+                for i, c in enumerate(result.candidates):
+                    c.branch = i if setting.strategy == "dvts" else None  # one path per DVTS subtree
+                result.config = {"aggregation": setting.aggregation}
+                yield (setting, problem), result
+
+    @staticmethod
+    def paths(setting) -> int:
+        return setting.n // setting.beam_width if setting.strategy == "dvts" else 1
 
 
 CLASSIC = ("cot", "majority", "best-of-n", "beam", "dvts")  # the grid before the early-stopping strategies
@@ -75,15 +83,16 @@ def test_calibrate_samples_one_pool_per_temperature_and_estimates_every_budget(t
     # no majority or Best-of-N run of its own, and no difficulty run: the pools give both
     assert not any(s.strategy in ("majority", "best-of-n") and s.role is None for s in ran)
     assert not (tmp_path / "runs" / "difficulty.jsonl").exists()
-    # beam search and DVTS still run per setting, CoT once
+    # beam search runs per setting, DVTS at its largest budget (its subtrees give the smaller), CoT once
     own = {s.key for s in ran if s.role is None}
-    assert own == {"cot_n1"} | {f"{k}_n{n}_m2_vote_last_t{t}" for k in ("beam", "dvts") for n in (2, 4)
-                                for t in ("0.3", "0.7")}
+    assert own == {"cot_n1"} | {f"beam_n{n}_m2_vote_last_t{t}" for n in (2, 4) for t in ("0.3", "0.7")} | {
+        f"dvts_n4_m2_vote_last_t{t}" for t in ("0.3", "0.7")}
     assert len(script.solved) == len(set(script.solved)) == len(problems) * len(ran)
     # every budget estimated from the pool at its temperature; FLOPs n / N_max of the pool's
     estimated = {(e["budget"], e["setting"]): e for e in profile.estimates if e["estimated"]}
     assert set(estimated) == {(n, f"{k}_n{n}{extra}_t{t}") for n in (2, 4) for t in ("0.3", "0.7")
-                              for k, extra in [("majority", ""), ("best-of-n", "_vote_last"), ("best-of-n", "_max_last")]}
+                              for k, extra in [("majority", ""), ("best-of-n", "_vote_last"), ("best-of-n", "_max_last")]
+                              } | {(2, f"dvts_n2_m2_vote_last_t{t}") for t in ("0.3", "0.7")}
     maj2 = estimated[(2, "majority_n2_t0.7")]
     # majority of 2 of [2, 1, 1, 1]: the 3 pairs with the wrong first path tie and pick it: 3 of 6 right
     assert maj2["accuracy"] == pytest.approx(0.5 * 0.5)  # half the problems easy

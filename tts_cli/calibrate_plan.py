@@ -8,7 +8,7 @@ its own run, plus a difficulty run.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Callable, Iterable
 
@@ -112,10 +112,18 @@ def pool_key(n_max: int, temperature: float | None) -> str:
     return f"pool_n{n_max}" + (f"_t{temperature:g}" if temperature is not None else "")
 
 
+def subtree_source(setting: Setting, budgets: list[int], settings_for: Callable[[int], list[Setting]]) -> Setting:
+    """The DVTS run a DVTS setting is estimated from: the same setting at the largest budget that
+    has it (its N/M subtrees hold a DVTS run at every smaller multiple of M: pools.subtrees)."""
+    same = [s for b in budgets for s in settings_for(b) if s.strategy == "dvts" and replace(s, n=setting.n) == setting]
+    return max(same, key=lambda s: s.n, default=setting)
+
+
 def calibration_plan(budgets: list[int], settings_for: Callable[[int], list[Setting]], *, has_verifier: bool,
                      per_setting: bool = False, samples: int = 8) -> dict[str, Setting]:
     """Run key -> Setting: what runs. Pooled (default): a pool per temperature at max(budgets),
-    CoT once, and each beam/DVTS setting. per_setting: the difficulty run and every setting."""
+    CoT once, each beam-search setting, and each DVTS setting at its largest budget.
+    per_setting: the difficulty run and every setting."""
     plan: dict[str, Setting] = {}
     if per_setting:
         plan[DIFFICULTY] = Setting("best-of-n" if has_verifier else "majority", samples, role=DIFFICULTY)
@@ -125,6 +133,9 @@ def calibration_plan(budgets: list[int], settings_for: Callable[[int], list[Sett
                 plan.setdefault(COT.key, COT)
             elif s.pooled and not per_setting:
                 plan.setdefault(pool_key(max(budgets), s.temperature), pool_setting(max(budgets), s.temperature, has_verifier))
+            elif s.strategy == "dvts" and not per_setting:
+                source = subtree_source(s, budgets, settings_for)
+                plan.setdefault(source.key, source)
             else:
                 plan.setdefault(s.key, s)
     return plan

@@ -25,13 +25,14 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Callable
 
-from .calibrate_plan import COT, DIFFICULTY, Setting, pool_key, reference_temperature
+from .calibrate_plan import COT, DIFFICULTY, Setting, pool_key, reference_temperature, subtree_source
 from .difficulty import BIN_NAMES, Bins
 from .difficulty_model import SKLEARN_HINT, fit_difficulty_model, probe_features
 from .grade import pass_at_n
 from .pools import (DEFAULT_MIN_PROBLEMS, Pool, bootstrap_interval, choose_profile, evaluate_profile_on_heldout,
                     expected_accuracy, heldout_ids, pools_from_records, record_accuracies)
 from .pools.adaptive import adaptive_accuracy
+from .pools.subtrees import subtree_accuracy
 from .profile import Choice, Profile
 from .search.auto import predicted_bin, probe_size
 
@@ -134,6 +135,10 @@ def measure(plan: dict[str, Setting], records: dict[str, list[dict]], settings_f
             if s.key in plan:
                 graded = [r for r in records[s.key] if not r.get("error") and r.get("correct") is not None]
                 m = Measured(s, record_accuracies(records[s.key]), flops[s.key], pass_at_n(graded), s.key, False)
+            elif s.strategy == "dvts":
+                source = subtree_source(s, options.budgets, settings_for)
+                m = estimate_from_subtrees(s, pools_from_records(records[source.key]), flops[source.key], source,
+                                           options.seed)
             else:
                 run = pool_key(max(options.budgets), s.temperature)
                 m = estimate_from_pool(s, list(pools[run].values()), flops[run], run, options.seed)
@@ -175,6 +180,17 @@ def estimate_from_pool(setting: Setting, pools: list[Pool], pool_flops: float, r
     method = "majority" if setting.strategy == "majority" else setting.selection
     accuracy = expected_accuracy(pools, method, setting.n, aggregation=setting.aggregation, seed=seed)
     return Measured(setting, accuracy.by_id(), flops, round(oracle.mean, 4), run, True)
+
+
+def estimate_from_subtrees(setting: Setting, pools: list[Pool], run_flops: float, source: Setting,
+                           seed: int) -> Measured:
+    """DVTS at setting.n from the subtrees of the same setting's run at a larger budget
+    (pools.subtrees); FLOPs scale as n / N of that run, as its subtrees do."""
+    accuracy = subtree_accuracy(pools, setting.n, setting.beam_width, selection=setting.selection or "vote",
+                                seed=seed)
+    oracle = subtree_accuracy(pools, setting.n, setting.beam_width, selection="pass", seed=seed)
+    return Measured(setting, accuracy.by_id(), run_flops * setting.n / source.n, round(oracle.mean, 4), source.key,
+                    True)
 
 
 def mean_flops(records: list[dict]) -> float:

@@ -23,9 +23,12 @@ def candidate_record(c) -> dict:
     """A finished candidate as results files keep it: enough to choose again without generating
     (its steps' texts, their scores and the policy's confidence in each: `tts rescore`) and to
     see how it ended) and its generated tokens (what stopping early saves: pools.adaptive)."""
-    return {"answer": c.answer, "score": c.score, "finish_reason": c.finish_reason, "steps": c.steps,
-            "step_scores": c.step_scores, "step_confidence": c.step_confidence, "answer_method": c.answer_method,
-            "tokens": c.tokens}
+    out = {"answer": c.answer, "score": c.score, "finish_reason": c.finish_reason, "steps": c.steps,
+           "step_scores": c.step_scores, "step_confidence": c.step_confidence, "answer_method": c.answer_method,
+           "tokens": c.tokens}
+    if c.branch is not None:  # DVTS: its subtree (pools.subtrees)
+        out["branch"] = c.branch
+    return out
 
 
 def record_for(problem: Problem, result: SearchResult | None, error: str | None = None) -> dict:

@@ -121,7 +121,7 @@ def rescore_record(rec: dict, verifier, key: tuple, *, selection: str, aggregati
                             score=aggregate([s for s in scores[i] if s is not None], aggregation),
                             answer=c.get("answer"), answer_method=c.get("answer_method"),
                             finish_reason=c.get("finish_reason") or "", step_confidence=c.get("step_confidence") or [],
-                            tokens=c.get("tokens"))
+                            tokens=c.get("tokens"), branch=c.get("branch"))
                   for i, c in enumerate(cands)]
     votes = group_answers(candidates)
     answer = choose_answer(candidates, votes, selection)

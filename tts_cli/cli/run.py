@@ -165,7 +165,8 @@ def calibrate(
     """Measure the compute-optimal setting per difficulty bin and budget; write a profile.
 
     Majority and Best-of-N are estimated from one pool of max(budgets) scored paths per problem
-    and temperature; CoT runs once; beam search and DVTS run per setting; all resumably, in OUT's
+    and temperature (the early-stopping variants too); DVTS runs at the largest budget and its subtrees
+    give the smaller ones; CoT runs once; beam search runs per setting; all resumably, in OUT's
     folder (OUT.runs/). A choice replaces the default (majority, or CoT when as good) only when
     it beats it by more than the noise; the profile is checked on --holdout of the problems.
     `--strategy auto` then uses the profile.

@@ -20,6 +20,7 @@ from ..search.common import aggregate
 from ..search.types import AGGREGATIONS
 
 NO_ANSWER = -1  # the group id of a candidate without an answer: never chosen, never right
+NO_BRANCH = -1  # the subtree of a candidate whose record does not say (not a DVTS run)
 
 
 class PoolError(ValueError):
@@ -55,6 +56,7 @@ class Pool:
     tokens[i]          tokens the policy generated for candidate i (NaN: not recorded); records
                        written before candidates kept their own count get their run's generated
                        tokens shared out by text length (`tokens_estimated`)
+    branches[i]        DVTS: the subtree candidate i grew in (NO_BRANCH: not recorded)
     """
 
     id: Any
@@ -68,6 +70,7 @@ class Pool:
     aggregation: str | None = None
     tokens: np.ndarray | None = None
     tokens_estimated: bool = False
+    branches: np.ndarray | None = None
 
     @classmethod
     def from_candidates(cls, candidates: Iterable, reference: str, *, id: Any = None,
@@ -80,8 +83,10 @@ class Pool:
         candidates = list(candidates)
         keys: list[str] = []
         groups = np.full(len(candidates), NO_ANSWER, dtype=np.int64)
-        answers, step_scores, scores, tokens, lengths = [], [], [], [], []
+        answers, step_scores, scores, tokens, lengths, branches = [], [], [], [], [], []
         for i, c in enumerate(candidates):
+            branch = _field(c, "branch")
+            branches.append(NO_BRANCH if branch is None else int(branch))
             count = _field(c, "tokens")
             tokens.append(float("nan") if count is None else float(count))
             lengths.append(len("".join(_field(c, "steps") or [])))
@@ -106,7 +111,8 @@ class Pool:
                    group_correct=np.array([answers_match(k, reference) for k in keys], dtype=bool),
                    candidate_correct=np.array([answers_match(a, reference) for a in answers], dtype=bool),
                    answers=tuple(answers), step_scores=tuple(step_scores), scores=tuple(scores),
-                   aggregation=aggregation, tokens=tokens, tokens_estimated=estimated)
+                   aggregation=aggregation, tokens=tokens, tokens_estimated=estimated,
+                   branches=np.array(branches, dtype=np.int64))
 
     @classmethod
     def from_record(cls, record: dict) -> "Pool":

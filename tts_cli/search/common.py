@@ -283,7 +283,7 @@ class Run:
                                  score=aggregate(scores, self.config.aggregation),
                                  answer=extracted.answer, answer_method=extracted.method,
                                  finish_reason=node.reason, step_confidence=confidence,
-                                 tokens=self.path_tokens(node)))
+                                 tokens=self.path_tokens(node), branch=node.branch))
         return out
 
     def result(self, select: str) -> SearchResult:

@@ -16,14 +16,16 @@ from .types import Parallel, SearchConfig
 def dvts(search: Search, config: SearchConfig):
     run = search.run("dvts", config)
     roots = run.spread(run.start(), config.n // config.beam_width)
-    yield Parallel([subtree(run, p, config.beam_width) for p in roots])
+    yield Parallel([subtree(run, p, config.beam_width, i) for i, p in enumerate(roots)])
     return run.result(config.selection)
 
 
-def subtree(run: Run, path: Path, m: int):
+def subtree(run: Run, path: Path, m: int, branch: int):
     while True:
         group = run.spread(path, m)  # M candidates for the next step
         nodes = yield from run.step(group)
+        for node in nodes:
+            node.branch = branch
         yield from run.score(nodes)
         run.forget_scores([n for n in {node.parent for node in nodes} if n != 0])
         best = max(group, key=run.path_score)

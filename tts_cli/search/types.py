@@ -140,6 +140,7 @@ class Node:
     state: str = "active"  # root, active, finished, pruned
     reason: str = ""  # why finished (eos, boxed, length, max_steps, context) or pruned
     answer: str | None = None  # on finished nodes
+    branch: int | None = None  # DVTS: the subtree it grew in (subtrees are independent searches)
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -162,6 +163,9 @@ class Candidate:
     # tokens the policy generated for this path: what a budget that stops early saves per path
     # not sampled (pools.adaptive estimates it from these)
     tokens: int | None = None
+    # DVTS: the subtree the path grew in; any k of a run's N/M subtrees are a DVTS run at k*M
+    # (pools.subtrees estimates smaller budgets from them)
+    branch: int | None = None
 
     @property
     def text(self) -> str:
