@@ -1,4 +1,4 @@
-"""Does a profile hold on problems it did not see? Calibrate on arith-calib + arith-train, then
+"""Does a profile hold on problems it did not see? Calibrate on arith-train (which holds arith-calib), then
 grade `--strategy auto` against majority vote and against the best single fixed setting (the
 profile's, at that budget), all at the same N, on arith-test and on a second family of problems
 unlike the training ones (benchmarks/data/mixed-test.jsonl, from make_mixed.py), with 90%
@@ -47,11 +47,16 @@ def tts(*words) -> None:
 
 
 def calibration_set(args) -> Path:
-    """arith-calib and arith-train in one file (their ids differ)."""
+    """The --calibrate-on data sets in one file, each problem once (arith-train holds arith-calib's
+    24 problems: a problem listed twice is one problem to grade, and would count once less than
+    --calib-limit says)."""
     path = args.out / "calib.jsonl"
-    lines = []
+    lines, seen = [], set()
     for name in args.calibrate_on.split(","):
-        lines += [line for line in resolve_data(name).read_text(encoding="utf-8").splitlines() if line.strip()]
+        for line in resolve_data(name).read_text(encoding="utf-8").splitlines():
+            if line.strip() and (key := json.dumps(json.loads(line), sort_keys=True)) not in seen:
+                seen.add(key)
+                lines.append(line)
     path.write_text("\n".join(lines) + "\n", encoding="utf-8")
     return path
 
@@ -102,7 +107,7 @@ def compare_on(test_set: str, profile_path: Path, profile: Profile, args) -> dic
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--out", type=Path, required=True)
-    ap.add_argument("--calibrate-on", default="arith-calib,arith-train")
+    ap.add_argument("--calibrate-on", default="arith-train")
     ap.add_argument("--calib-limit", type=int, default=None)
     ap.add_argument("--test-limit", type=int, default=None)
     ap.add_argument("--test-sets", default=",".join(TEST_SETS))
