@@ -3,7 +3,9 @@
 Sample N_max paths per problem once (Best-of-N at N_max, every step scored); then any n of them
 are a run at budget n, so majority, PRM-Vote, PRM-Max and pass@n at every n <= N_max, under any
 aggregation, come from the same candidates (estimate.py), on the same problems, so two settings
-compare problem by problem (intervals.py). A profile's choice per (bin, budget) must beat a
+compare problem by problem (intervals.py). The early-stopping strategies come from random
+orders of the same candidates (adaptive.py); DVTS at smaller budgets from the subtrees of one
+DVTS run (subtrees.py). A profile's choice per (bin, budget) must beat a
 default by more than that noise (choice.py), and is checked on held-out problems (heldout.py).
 
     pools = pools_from_records(records)           # one Pool per graded problem
