@@ -6,7 +6,7 @@ at N, e.g. `tts grade ... --strategy majority --n 16`). For each (wave, threshol
 pools.adaptive estimates majority-adaptive at budget N over random orders of those samples:
 accuracy, paths and tokens sampled. On the --tune files the cheapest setting that matches
 majority at N (the same samples, all of them) is chosen: --match interval (the default) takes
-"not worse beyond the noise", the paired difference's 90% interval reaching 0, as calibrate's
+"not worse beyond the noise", the paired difference's 90% interval reaching above 0, as calibrate's
 choice rule does; --match point asks its accuracy not below majority's. On the --report files that
 one setting is printed against majority at N with the paired difference's 90% interval over
 problems, and its tokens against majority's.
@@ -78,7 +78,7 @@ def main() -> None:
     if args.match == "point":
         fit = [r for r in rows if r["accuracy"] >= r["majority"]]
     else:
-        fit = [r for r in rows if r["difference"].hi >= 0]
+        fit = [r for r in rows if r["difference"].hi > 0]  # an interval ending at 0: worse in 95% of resamples
     if not fit:
         sys.exit("no setting matched majority's accuracy on the tuning set")
     chosen = min(fit, key=lambda r: (r["token_ratio"], -r["accuracy"]))
