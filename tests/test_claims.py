@@ -177,10 +177,13 @@ def test_calibrate_from_the_cli_prefills_each_prompt_once_and_runs_cot_once(tiny
     assert all(c.rule for c in profile.choices) and "held-out check: none" in r.output  # 2 problems: none held out
     runs = tmp_path / "profile.yaml.runs"
     assert (runs / "cot_n1.jsonl").exists() and not (runs / "cot_n2.jsonl").exists()
-    # majority and Best-of-N at N=2 and 4 come from one pool of 4 scored paths; no difficulty run
+    # majority and Best-of-N (and their early-stopping variants) at N=2 and 4 come from one pool of
+    # 4 scored paths, DVTS at N=2 from the subtrees of its N=4 run; no difficulty run
     assert sorted(f.name for f in runs.glob("*.jsonl")) == sorted(
-        ["pool_n4.jsonl", "cot_n1.jsonl"] + [f"{k}_n{n}_m2_vote_last.jsonl" for k in ("beam", "dvts") for n in (2, 4)])
-    assert {e["setting"] for e in profile.estimates if e["estimated"]} >= {"majority_n2", "best-of-n_n4_max_last"}
+        ["pool_n4.jsonl", "cot_n1.jsonl", "dvts_n4_m2_vote_last.jsonl"] +
+        [f"beam_n{n}_m2_vote_last.jsonl" for n in (2, 4)])
+    assert {e["setting"] for e in profile.estimates if e["estimated"]} >= {
+        "majority_n2", "best-of-n_n4_max_last", "majority-adaptive_n4_s0.7", "dvts_n2_m2_vote_last"}
     from tts_cli.engine.chat import few_shot_prompt
     tiny = Model(tiny_model)
     prefilled = {}

@@ -343,7 +343,11 @@ def test_a_ctrl_c_during_a_write_lands_after_the_record_is_on_disk_and_counted(t
         real(self, text)
         os.kill(os.getpid(), signal.SIGINT)
     monkeypatch.setattr(ResultsFile, "_append", append_then_interrupt)
-    with pytest.raises(KeyboardInterrupt):
-        f.write({"key": "a:1", "id": "a", "answer": "1"})
+    before = signal.signal(signal.SIGINT, signal.default_int_handler)  # Ctrl-C as Python has it
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            f.write({"key": "a:1", "id": "a", "answer": "1"})
+        assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # the handler is back
+    finally:
+        signal.signal(signal.SIGINT, before)
     assert f.written == 1 and [r["key"] for r in read_records(out)] == ["a:1"]
-    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # the handler is back
