@@ -22,52 +22,30 @@ import sys
 import time
 from pathlib import Path
 
-import numpy as np
-
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from tts_cli.datasets import resolve_data  # noqa: E402
-from tts_cli.engine import Engine, Sampling  # noqa: E402
-from tts_cli.registry import load_registry, resolve  # noqa: E402
+from tts_cli.registry import RegistryError, load_registry, resolve  # noqa: E402
 from tts_cli.search import SearchConfig  # noqa: E402
-from tts_cli.search.common import Run  # noqa: E402
 from tts_cli.solver import open_policy, run_search  # noqa: E402
-from tts_cli.verifiers import PolicyHeadPRM, Verifier  # noqa: E402
+from tts_cli.verifiers import PolicyHeadPRM  # noqa: E402
 from tts_cli.verifiers.head import load_head  # noqa: E402
+from tts_cli.verifiers.reread import RereadHead, recording_reads  # noqa: E402
 
 
-class RereadHead(Verifier):
-    """The same head, the two-context way: a second context with the policy's KV layout (one
-    stream per sequence) re-reads each step's tokens and applies the head to the last state."""
-
-    name = "two-context"
-
-    def __init__(self, model, head, reads, threads):
-        self.engine = Engine(model, n_ctx=4096, n_seq_max=1, kv_unified=False, n_threads=threads, embeddings=True)
-        self.weight, self.bias = head["weight"].reshape(-1), float(head["bias"].reshape(-1)[0])
-        self.reads = reads
-
-    def score(self, items):
-        out = []
-        for it in items:
-            seq = self.engine.start(self.reads[(it.key, it.node_id)], Sampling(temperature=0.0), owner=it.key[0])
-            h = self.engine.hidden_states([seq])[0]
-            self.engine.release(seq)
-            out.append(float(1.0 / (1.0 + np.exp(-(h @ self.weight + self.bias)))))
-        return out
-
-
-def record_reads(reads: dict) -> None:
-    """Keep, for every step, the tokens its hidden state was computed from (Run.step wrapped)."""
-    step = Run.step
-
-    def recording(self, paths):
-        nodes = yield from step(self, paths)
-        for p, node in zip(paths, nodes):
-            reads[(self.key, node.id)] = list(p.seq.tokens[:p.seq.hidden_at])
-        return nodes
-    Run.step = recording
+def compare_on(problem: dict, policy, mine, two, config) -> tuple[dict, dict]:
+    """One problem: Best-of-N with each head, the same seed; (the comparison, seconds per head)."""
+    results, seconds = {}, {}
+    for name, verifier in (("policy", mine), ("two-context", two)):
+        start = time.perf_counter()
+        results[name] = run_search("best-of-n", problem["problem"], policy, verifier, config)
+        seconds[name] = time.perf_counter() - start
+    a, b = results["policy"], results["two-context"]
+    diffs = [abs(x - y) for ca, cb in zip(a.candidates, b.candidates) for x, y in zip(ca.step_scores, cb.step_scores)]
+    return {"id": problem.get("id"), "same_candidates": [c.steps for c in a.candidates] == [c.steps for c in b.candidates],
+            "same_answer": a.answer == b.answer, "answer": a.answer, "scores_compared": len(diffs),
+            "max_score_diff": max(diffs, default=0.0)}, seconds
 
 
 def main() -> None:
@@ -84,40 +62,34 @@ def main() -> None:
     ap.add_argument("--out", type=Path, default=None, help="write the per-problem figures here as JSON")
     args = ap.parse_args()
 
-    model_path, entry = resolve(args.head, load_registry())
+    try:
+        model_path, entry = resolve(args.head, load_registry())
+    except RegistryError as e:
+        sys.exit(f"error: {e}")
     prm = (entry or {}).get("prm") or {}
     if prm.get("format") != "policy_head":
         sys.exit(f"error: {args.head}: not a policy_head (format {prm.get('format')!r})")
     head = load_head(prm["head_file"], "policy_head")
     config = SearchConfig(n=args.n, max_steps=args.max_steps, max_step_tokens=args.max_step_tokens,
                           temperature=args.temperature, seed=args.seed, selection="max", prompt="few-shot")
-    reads: dict = {}
-    record_reads(reads)
     problems = [json.loads(line) for line in resolve_data(args.data).read_text().splitlines() if line.strip()]
     problems = problems[:args.limit]
 
     policy = open_policy(model_path, config, strategy="best-of-n", n_threads=args.threads, hidden=True)
-    mine = PolicyHeadPRM(head, name=args.head, n_embd=policy.model.n_embd)
-    two = RereadHead(policy.model, head, reads, args.threads)
     rows, seconds = [], {"policy": 0.0, "two-context": 0.0}
-    try:
-        for p in problems:
-            results = {}
-            for name, verifier in (("policy", mine), ("two-context", two)):
-                start = time.perf_counter()
-                results[name] = run_search("best-of-n", p["problem"], policy, verifier, config)
-                seconds[name] += time.perf_counter() - start
-            a, b = results["policy"], results["two-context"]
-            diffs = [abs(x - y) for ca, cb in zip(a.candidates, b.candidates)
-                     for x, y in zip(ca.step_scores, cb.step_scores)]
-            row = {"id": p.get("id"), "same_candidates": [c.steps for c in a.candidates] == [c.steps for c in b.candidates],
-                   "same_answer": a.answer == b.answer, "answer": a.answer, "scores_compared": len(diffs),
-                   "max_score_diff": max(diffs, default=0.0)}
-            rows.append(row)
-            print(json.dumps(row), flush=True)
-    finally:
-        two.engine.close()
-        policy.close()
+    with recording_reads() as reads:
+        mine = PolicyHeadPRM(head, name=args.head, n_embd=policy.model.n_embd)
+        two = RereadHead(policy.model, head, reads, n_threads=args.threads)
+        try:
+            for p in problems:
+                row, spent = compare_on(p, policy, mine, two, config)
+                rows.append(row)
+                for name, s in spent.items():
+                    seconds[name] += s
+                print(json.dumps(row), flush=True)
+        finally:
+            two.close()
+            policy.close()
     summary = {"problems": len(rows), "same_candidates": sum(r["same_candidates"] for r in rows),
                "same_answer": sum(r["same_answer"] for r in rows),
                "scores_compared": sum(r["scores_compared"] for r in rows),

@@ -10,9 +10,9 @@ import pytest
 from cli_helpers import FAST, one_line_error, tts
 from tts_cli.engine import Engine, Model, Sampling
 from tts_cli.search import SearchConfig
-from tts_cli.search.common import Run
 from tts_cli.solver import open_policy, run_search
-from tts_cli.verifiers import PolicyHeadPRM, Verifier
+from tts_cli.verifiers import PolicyHeadPRM
+from tts_cli.verifiers.reread import RereadHead, recording_reads
 
 # Measured on the tiny model (|h| up to 3): against a reader like the policy's (split KV, plain
 # attention) the states differ by at most 1.2e-4: the same products summed in other orders (matrix
@@ -72,39 +72,11 @@ def value_head(n_embd, seed=0):
     return {"weight": (rng.standard_normal(n_embd) * 0.3).astype(np.float32), "bias": np.array([0.1], np.float32)}
 
 
-class RereadHead(Verifier):
-    """The same head, computed the two-context way: a second context re-reads the tokens each
-    step's state was computed from (recorded by the patched Run.step) and applies the head there."""
-
-    name = "reread"
-
-    def __init__(self, model, head, reads):
-        self.engine = Engine(model, n_ctx=4096, n_seq_max=4, kv_unified=True, n_threads=2, embeddings=True)
-        self.head, self.reads = head, reads
-
-    def score(self, items):
-        out = []
-        for it in items:
-            seq = self.engine.start(self.reads[(it.key, it.node_id)], Sampling(temperature=0.0), owner=it.key[0])
-            h = self.engine.hidden_states([seq])[0]
-            self.engine.release(seq)
-            out.append(float(1.0 / (1.0 + np.exp(-(h @ self.head["weight"] + self.head["bias"][0])))))
-        return out
-
-
 @pytest.fixture
-def record_reads(monkeypatch):
+def record_reads():
     """(search key, node id) -> the tokens its step's hidden state was computed from."""
-    reads = {}
-    step = Run.step
-
-    def recording(self, paths):
-        nodes = yield from step(self, paths)
-        for p, n in zip(paths, nodes):
-            reads[(self.key, n.id)] = list(p.seq.tokens[:p.seq.hidden_at])
-        return nodes
-    monkeypatch.setattr(Run, "step", recording)
-    return reads
+    with recording_reads() as reads:
+        yield reads
 
 
 PROBLEMS = ["What is 2 + 3?", "What is 7 + 8?", "the answer is", "Count to five."]
@@ -114,7 +86,7 @@ def test_best_of_n_with_the_policy_head_chooses_as_the_two_context_head_does(tin
     config = SearchConfig(n=4, max_steps=3, max_step_tokens=8, seed=3, selection="max")
     policy = open_policy(tiny_model, config, n_threads=2, context_per_path=512, hidden=True)
     head = value_head(policy.model.n_embd)
-    mine, two = PolicyHeadPRM(head, name="policy", n_embd=policy.model.n_embd), RereadHead(tiny_model, head, record_reads)
+    mine, two = PolicyHeadPRM(head, name="policy", n_embd=policy.model.n_embd), RereadHead(tiny_model, head, record_reads, kv_unified=True, n_threads=2)
     worst = 0.0
     try:
         for problem in PROBLEMS:
@@ -124,7 +96,7 @@ def test_best_of_n_with_the_policy_head_chooses_as_the_two_context_head_does(tin
                 worst = max([worst] + [abs(x - y) for x, y in zip(ca.step_scores, cb.step_scores)])
             assert a.compute["verifier"]["flops"] == 2 * (policy.model.n_embd + 1) * a.compute["verifier"]["tokens_evaluated"]
     finally:
-        two.engine.close()
+        two.close()
         policy.close()
     print(f"max score difference {worst:.2e}")
     assert worst < 2e-3

@@ -124,8 +124,9 @@ def split(ids: list, options: Options) -> tuple[list, set]:
 
 def measure(plan: dict[str, Setting], records: dict[str, list[dict]], settings_for, options: Options) -> Measurements:
     """Every setting at every budget, on the problems every run has."""
+    # sample pools, and DVTS runs whose subtrees give DVTS at smaller budgets: grouped once
     pools = {key: {p.id: p for p in pools_from_records(records[key])}
-             for key, s in plan.items() if s.role is not None}
+             for key, s in plan.items() if s.role is not None or s.strategy == "dvts"}
     flops = {key: mean_flops(rs) for key, rs in records.items()}
     table: dict[int, dict[str, Measured]] = {}
     for budget in options.budgets:
@@ -137,7 +138,7 @@ def measure(plan: dict[str, Setting], records: dict[str, list[dict]], settings_f
                 m = Measured(s, record_accuracies(records[s.key]), flops[s.key], pass_at_n(graded), s.key, False)
             elif s.strategy == "dvts":
                 source = subtree_source(s, options.budgets, settings_for)
-                m = estimate_from_subtrees(s, pools_from_records(records[source.key]), flops[source.key], source,
+                m = estimate_from_subtrees(s, list(pools[source.key].values()), flops[source.key], source,
                                            options.seed)
             else:
                 run = pool_key(max(options.budgets), s.temperature)
