@@ -37,7 +37,11 @@ from tts_cli.results import read_records  # noqa: E402
 
 
 def load_pools(path: Path):
-    return pools_from_records(read_records(path))
+    pools = pools_from_records(read_records(path)) if path.is_file() else []
+    if not pools:
+        sys.exit(f"error: {path}: no graded problem with sampled candidates (a results file of a majority or "
+                 "Best-of-N run)")
+    return pools
 
 
 def sweep(pools, n, waves, thresholds, orders):
