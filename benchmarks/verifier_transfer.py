@@ -113,11 +113,12 @@ def main() -> None:
     ap.add_argument("--limit", type=int, default=None)
     ap.add_argument("--out", type=Path, default=Path("runs/transfer"))
     ap.add_argument("--temperature", type=float, default=0.7)
+    ap.add_argument("--policy", default=None, help="the policy (a registry name or a GGUF path; default: tts's)")
     ap.add_argument("--live-check", type=int, default=16,
                     help="problems on which a live --prm arithmetic search is compared with rescoring (0: none)")
     args = ap.parse_args()
     common = ["--prompt", "few-shot", "--max-steps", "6", "--max-step-tokens", "64", "--temperature", args.temperature,
-              "--context-per-path", "1024"]
+              "--context-per-path", "1024", *(["--policy", args.policy] if args.policy else [])]
     limit = ["--limit", args.limit] if args.limit else []
     rows = [r for f in args.families.split(",") for r in family(f, args.n, args.out, common, limit, args.live_check)]
     (args.out / "summary.json").write_text(json.dumps(rows, indent=1))
