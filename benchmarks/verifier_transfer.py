@@ -38,8 +38,8 @@ def args_limit(limit: list) -> int:
     return int(limit[1]) if limit else 10**9
 
 
-RESCORE = [("arithmetic", "vote"), ("arithmetic", "max"), ("arithmetic+confidence", "vote"), ("confidence", "max"),
-           ("confidence", "vote")]
+RESCORE = [("arithmetic", "vote"), ("arithmetic", "max"), ("arithmetic+coverage", "vote"), ("arithmetic+coverage", "max"),
+           ("arithmetic+confidence", "vote"), ("confidence", "max"), ("confidence", "vote")]
 
 
 def tts(*args) -> float:
@@ -70,17 +70,18 @@ def row(name: str, records: list[dict], answer_of, flops_of) -> dict:
             "flops_per_problem": sum(flops_of(r) for r in records) / max(1, len(records))}
 
 
-def family(data: str, n: int, out: Path, common: list[str], limit: list[str], live_check: int) -> list[dict]:
+def family(data: str, n: int, out: Path, common: list[str], limit: list[str], live_check: int,
+           live_prm: str) -> list[dict]:
     out.mkdir(parents=True, exist_ok=True)
     name = Path(data).stem if data.endswith(".jsonl") else data
     cot, pool = out / f"{name}-cot.jsonl", out / f"{name}-bon{n}-confidence.jsonl"
     seconds = {"cot": tts("grade", data, "--out", cot, "--strategy", "cot", *common, *limit),
                "sample": tts("grade", data, "--out", pool, "--strategy", "best-of-n", "--n", n, "--prm", "confidence",
                              *common, *limit)}
-    live = out / f"{name}-bon{n}-arithmetic-live.jsonl"  # on the first problems: the check, not the figures
+    live = out / f"{name}-bon{n}-{live_prm}-live.jsonl"  # on the first problems: the check, not the figures
     if live_check:
-        seconds["live arithmetic"] = tts("grade", data, "--out", live, "--strategy", "best-of-n", "--n", n, "--prm",
-                                         "arithmetic", *common, "--limit", min(args_limit(limit), live_check))
+        seconds[f"live {live_prm}"] = tts("grade", data, "--out", live, "--strategy", "best-of-n", "--n", n, "--prm",
+                                          live_prm, *common, "--limit", min(args_limit(limit), live_check))
     flops = lambda r: r["compute"]["flops"]  # noqa: E731
     cots, pooled = read_records(cot), read_records(pool)
     rows = [row("CoT (greedy)", cots, lambda r: r["answer"], flops),
@@ -95,13 +96,13 @@ def family(data: str, n: int, out: Path, common: list[str], limit: list[str], li
         rows.append(row(f"Best-of-N N={n}, {prm}, PRM-{selection.capitalize()}", read_records(path),
                         lambda r: r["answer"], flops))
     lives = read_records(live) if live_check else []
-    rescored = {r["key"]: r["answer"] for r in read_records(out / f"{name}-rescore-arithmetic-vote.jsonl")}
+    rescored = {r["key"]: r["answer"] for r in read_records(out / f"{name}-rescore-{live_prm}-vote.jsonl")}
     same = sum(rescored.get(r["key"]) == r["answer"] for r in lives)
     empty = sum(1 for r in pooled for c in r["candidates"] if not "".join(c["steps"]).strip())
     cands = sum(len(r["candidates"]) for r in pooled)
     for r in rows:
         r["family"] = name
-    rows.append({"family": name, "setting": "checks", "live_arithmetic_same_answers": f"{same}/{len(lives)}",
+    rows.append({"family": name, "setting": "checks", "live_verifier": live_prm, "live_same_answers": f"{same}/{len(lives)}",
                  "empty_candidates": f"{empty}/{cands}", "seconds": {k: round(v, 1) for k, v in seconds.items()}})
     return rows
 
@@ -115,16 +116,18 @@ def main() -> None:
     ap.add_argument("--temperature", type=float, default=0.7)
     ap.add_argument("--policy", default=None, help="the policy (a registry name or a GGUF path; default: tts's)")
     ap.add_argument("--live-check", type=int, default=16,
-                    help="problems on which a live --prm arithmetic search is compared with rescoring (0: none)")
+                    help="problems on which a live Best-of-N search with --live-prm is compared with rescoring (0: none)")
+    ap.add_argument("--live-prm", default="arithmetic", choices=sorted({p for p, _ in RESCORE}),
+                    help="the verifier of the live check (its PRM-Vote rescore is compared)")
     args = ap.parse_args()
     common = ["--prompt", "few-shot", "--max-steps", "6", "--max-step-tokens", "64", "--temperature", args.temperature,
               "--context-per-path", "1024", *(["--policy", args.policy] if args.policy else [])]
     limit = ["--limit", args.limit] if args.limit else []
-    rows = [r for f in args.families.split(",") for r in family(f, args.n, args.out, common, limit, args.live_check)]
+    rows = [r for f in args.families.split(",") for r in family(f, args.n, args.out, common, limit, args.live_check, args.live_prm)]
     (args.out / "summary.json").write_text(json.dumps(rows, indent=1))
     for r in rows:
         if r["setting"] == "checks":
-            print(f"{r['family']}: live arithmetic == rescored {r['live_arithmetic_same_answers']}, "
+            print(f"{r['family']}: live {r['live_verifier']} == rescored {r['live_same_answers']}, "
                   f"empty candidates {r['empty_candidates']}, seconds {r['seconds']}")
         else:
             print(f"| {r['family']} | {r['setting']} | {r['correct']}/{r['problems']} | {r['flops_per_problem']:.3g} |")

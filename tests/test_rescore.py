@@ -18,7 +18,7 @@ def run(tmp_path, model, out, *args):
 
 
 def test_rescoring_with_the_runs_own_verifier_reproduces_its_answers(tiny_model, tmp_path):
-    for prm in ("confidence", "judge"):
+    for prm in ("confidence", "judge", "arithmetic+coverage"):
         out = tmp_path / f"bon-{prm}.jsonl"
         before = run(tmp_path, tiny_model, out, "--strategy", "best-of-n", "--n", "4", "--prm", prm)
         again = tmp_path / f"again-{prm}.jsonl"

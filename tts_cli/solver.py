@@ -20,9 +20,12 @@ from .search.scheduler import Job, Scheduler, run_search
 from .settings import DEFAULT_CONTEXT_PER_PATH, ModelSettings, RunSettings
 from .verifiers import HEAD_FORMATS, POLICY_HEAD, ConfidenceVerifier, JudgeVerifier, Verifier, verifier_from_format
 from .verifiers.arithmetic import ArithmeticVerifier, CombinedVerifier
+from .verifiers.coverage import CoverageVerifier
 
 ARITHMETIC = "arithmetic"
-BUILTIN_VERIFIERS = ("judge", "confidence", ARITHMETIC)  # verifiers that need no model file of their own
+COVERAGE = "coverage"
+BUILTIN_VERIFIERS = ("judge", "confidence", ARITHMETIC, COVERAGE)  # verifiers that need no model file of their own
+FREE_VERIFIERS = ("confidence", ARITHMETIC, COVERAGE)  # ... and no engine of their own: read from the text
 
 def open_policy(model: str | os.PathLike | Model, config: SearchConfig, *, strategy: str = "beam",
                 concurrency: int = 1, n_gpu_layers: int | None = None, n_threads: int | None = None,
@@ -43,7 +46,8 @@ def open_verifier(spec: str | None, policy: Engine, config: SearchConfig, *, str
                   context_per_path: int = DEFAULT_CONTEXT_PER_PATH, prm_entry: dict | None = None,
                   prm_model: Model | None = None) -> Verifier | None:
     """spec: "confidence", "judge" (the policy model as judge), "arithmetic" (the arithmetic the
-    steps state, checked), "arithmetic+SPEC" (both: a false fact zeroes the other's score), or a
+    steps state, checked), "coverage" (the share of the problem's numbers that arithmetic uses),
+    "arithmetic+SPEC" (both: a false fact zeroes the other's score), or a
     PRM GGUF path described by `prm_entry` (a models.yaml entry with a `prm:` block)."""
     if spec is None:
         return None
@@ -51,6 +55,8 @@ def open_verifier(spec: str | None, policy: Engine, config: SearchConfig, *, str
         return ConfidenceVerifier()
     if spec == ARITHMETIC:
         return ArithmeticVerifier()
+    if spec == COVERAGE:
+        return CoverageVerifier()
     if spec.startswith(ARITHMETIC + "+"):
         other = open_verifier(spec[len(ARITHMETIC) + 1:], policy, config, strategy=strategy, concurrency=concurrency,
                               n_gpu_layers=n_gpu_layers, n_threads=n_threads, context_per_path=context_per_path,
@@ -161,7 +167,7 @@ class Session:
         model = self.load()
         need = max(slots_needed(s, c) for s, c in plans)
         uses = verifier or any(s in USES_VERIFIER for s, _ in plans)
-        model_verifier = uses and self.base_prm not in ("confidence", ARITHMETIC) and not self.policy_head
+        model_verifier = uses and self.base_prm not in FREE_VERIFIERS and not self.policy_head
         k = searches_in_flight(need, concurrency, model.offloaded, model_verifier=model_verifier)
         biggest = max((c for _, c in plans), key=lambda c: c.n * (2 if c.lookahead else 1))
         self.check_policy_head()
