@@ -5,7 +5,7 @@ For each family: greedy CoT; one Best-of-N run of N paths scored by `confidence`
 policy's own log-probs; its candidates are exactly majority vote's at the same seed); then
 `tts rescore` of that run with each verifier (no generation: the same candidates chosen again);
 majority vote and pass@N computed from the same candidates. One live Best-of-N run with
-`--prm arithmetic` checks that rescoring gives the answers a live search gives.
+`--live-prm` (default arithmetic) checks that rescoring gives the answers a live search gives.
 
     python benchmarks/verifier_transfer.py --n 16 --out runs/transfer      # both families, ~25 min here
     python benchmarks/verifier_transfer.py --families stories-test --limit 8 --out runs/t-small
