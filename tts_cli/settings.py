@@ -47,8 +47,8 @@ class ModelSettings:
     prm: Optional[Text] = setting(None, "Verifier: judge (the policy asked whether the step is correct), "
                                         "confidence (the policy's own log-probs), arithmetic (the arithmetic a step "
                                         "states, checked), coverage (the share of the problem's numbers that arithmetic "
-                                        "uses), arithmetic+NAME (both: a false fact zeroes NAME's score; "
-                                        "arithmetic+coverage pays on word problems), "
+                                        "uses), arithmetic+NAME (both: a false fact zeroes NAME's score; e.g. "
+                                        "arithmetic+coverage), "
                                         "a models.yaml PRM name, or a .gguf path (default for the strategies that "
                                         "need one: judge).")
     gpu_layers: Optional[NonNegative] = setting(None, "Layers to offload to the GPU (default all; 0 = CPU).")
