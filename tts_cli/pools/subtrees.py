@@ -15,13 +15,13 @@ since this estimate exists); records of older runs are refused in one line.
 
 from __future__ import annotations
 
-import itertools
 import math
 from typing import Sequence
 
 import numpy as np
 
-from .estimate import DEFAULT_EXACT_LIMIT, DEFAULT_RESAMPLES, Accuracy, _stable_int, selection_credit
+from .estimate import (DEFAULT_EXACT_LIMIT, DEFAULT_RESAMPLES, Accuracy, _stable_int, all_subsets, random_subsets,
+                       selection_credit)
 from .pool import NO_BRANCH, Pool, PoolError
 
 
@@ -44,20 +44,18 @@ def subtree_accuracy(pools: Sequence[Pool], n: int, beam_width: int, *, selectio
         if k > len(subtrees):
             raise PoolError(f"problem {pool.id}: budget {n} needs {k} subtrees, the run has {len(subtrees)}")
         scores = pool.path_scores() if selection != "pass" else None
-        if math.comb(len(subtrees), k) <= exact_limit:
-            chosen = np.array(list(itertools.combinations(range(len(subtrees)), k)), dtype=np.int64)
+        is_exact = math.comb(len(subtrees), k) <= exact_limit
+        if is_exact:
+            picked = all_subsets(len(subtrees), k)
         else:
             rng = np.random.default_rng([seed, _stable_int(pool.id if pool.id is not None else index), n, k])
-            chosen = np.argpartition(rng.random((resamples, len(subtrees))), k - 1, axis=1)[:, :k]
-        picked = np.zeros((len(chosen), len(subtrees)), dtype=bool)
-        np.put_along_axis(picked, chosen, True, axis=1)
+            picked = random_subsets(len(subtrees), k, resamples, rng)
         masks = picked[:, np.searchsorted(subtrees, branches)]  # rows x candidates: in a chosen subtree
         if selection == "pass":
             credit = (masks & pool.candidate_correct[None, :]).any(axis=1).astype(float)
         else:
             credit = selection_credit(pool, masks, selection, scores, "first")
         values.append(float(credit.mean()))
-        is_exact = len(chosen) == math.comb(len(subtrees), k)
         exact.append(is_exact)
         variances.append(0.0 if is_exact else float(credit.var(ddof=1) / len(credit)))
     count = len(values)
