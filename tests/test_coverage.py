@@ -38,6 +38,8 @@ def test_numbers_stated_come_from_facts_only():
     assert numbers_stated("80,000*1.5=<<80000*1.5=120000>>120,000") == {80000, Fraction(3, 2), 120000}
     assert numbers_stated("It is 50% of 10, so 50% * 10 = 5") == {50, Fraction(1, 2), 10, 5}
     assert numbers_stated("No arithmetic here.") == frozenset()
+    assert numbers_stated(r"$\sqrt{16} = 4$") == {16, 4}  # no implicit index 2
+    assert numbers_stated(r"$\sqrt[3]{27} = 3$") == {3, 27}
 
 
 def test_coverage_is_the_share_used_squared_at_least_the_floor():

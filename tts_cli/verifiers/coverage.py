@@ -34,7 +34,7 @@ import re
 from fractions import Fraction
 from functools import lru_cache
 
-from .arithmetic import Expr, Group, Number, Operation, facts
+from .arithmetic import Expr, Group, Number, facts
 from .base import StepToScore, Verifier
 
 FLOOR = 0.05  # a path that has used none of the problem's numbers (yet)
@@ -78,10 +78,11 @@ def _literals(node: Expr, out: set) -> set:
                 out.add(value / 100)
     elif isinstance(node, Group):
         _literals(node.inner, out)
-    elif isinstance(node, Operation):
+    elif node.op == "root" and isinstance(node.args[1], Number):
+        _literals(node.args[0], out)  # \sqrt{x}: the parser's implicit index 2 is not a number the path wrote
+    else:
         for arg in node.args:
-            if isinstance(arg, (Number, Group, Operation)):
-                _literals(arg, out)
+            _literals(arg, out)
     return out
 
 
