@@ -3,7 +3,9 @@
 A script is a function (steps so far, branch) -> (step text, stop reason), where `branch` is the
 sequence's index among the children it was forked with (0 for the sequence that continues);
 a script with a third parameter also gets the prompt the sequence started from. A script may
-return a third value, the log-probability of every token of the step (default -0.1).
+return a third value, the log-probability of every token of the step (default -0.1); a script
+with a `seed` parameter also gets the sequence's sampler seed (as a real sampler's, the step then
+depends on the seed: what shared draws need, test_memo.py).
 A step takes one `advance` per 4 characters of its text (at least one), so steps of different
 lengths end at different times, as on the real engine. Like the real engine it has a fixed
 number of sequence slots and a context limit per sequence (a step that would outgrow it ends
@@ -72,7 +74,10 @@ class FakeEngine:
         self.decode_rows: list[list] = []  # the owners of the rows of each advance
         self.peak_live = 0
         self._next = 0
-        self._takes_prompt = len(inspect.signature(script).parameters) == 3
+        params = inspect.signature(script).parameters
+        self._takes_seed = "seed" in params  # a script with a `seed` parameter also gets the sampler's seed
+        self._takes_prompt = len(params) - self._takes_seed == 3
+        self.replayed: list[list[str]] = []  # the step texts of each replay, in order
 
     def _new(self, steps, branch, owner, prompt, sampling, n_tokens=0) -> FakeSeq:
         if len(self.live) >= self.n_seq_max:
@@ -103,8 +108,9 @@ class FakeEngine:
         items = []
         for s in seqs:
             assert not s.released
-            text, reason, *logprob = (self.script(s.steps, s.branch, s.prompt) if self._takes_prompt
-                                      else self.script(s.steps, s.branch))
+            args = (s.steps, s.branch, s.prompt) if self._takes_prompt else (s.steps, s.branch)
+            kwargs = {"seed": s.sampling.seed} if self._takes_seed else {}
+            text, reason, *logprob = self.script(*args, **kwargs)
             n = max(1, len(text) // 4)
             if s.n_tokens + n > self.n_ctx:  # the context is full: the step stops where it is
                 n = max(0, self.n_ctx - s.n_tokens)
@@ -139,6 +145,19 @@ class FakeEngine:
         while not batch.done:
             self.advance([batch])
         return batch.steps()
+
+    def replay(self, items):
+        """Steps another sequence generated, appended as if this one had (no compute counted:
+        the real engine counts their prefill)."""
+        for seq, steps in items:
+            assert not seq.released
+            seq.steps.extend(st.text for st in steps)
+            seq.n_tokens += sum(len(st.tokens) for st in steps)
+            seq.branch = 0
+            self.replayed.append([st.text for st in steps])
+
+    def reseed(self, seq, seed):
+        seq.sampling = Sampling(**{**seq.sampling.__dict__, "seed": seed})
 
     def release(self, seq):
         if not seq.released:

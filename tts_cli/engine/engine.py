@@ -169,7 +169,8 @@ class Engine:
     """One model, one context, up to n_seq_max live sequences.
 
     Verbs: start (prefill a prompt once), fork (k children sharing the KV prefix), extend
-    (append text/tokens to many sequences in one batch), generate (the next step of many
+    (append text/tokens to many sequences in one batch; `replay` when another sequence sampled
+    them), reseed, generate (the next step of many
     sequences, one llama_decode per token position; `begin_step` + `advance` do the same for
     steps of many callers at once), release.
 
@@ -402,6 +403,24 @@ class Engine:
             seq.pending = new[-1]
             work.append((seq, evaluate))
         self._prefill(work)
+
+    def replay(self, items: list[tuple[Sequence, list[Step]]]) -> None:
+        """Append steps that another sequence generated from the same context, as if this one had
+        (steps replayed from a memo of shared draws): their tokens prefilled like `extend`, and
+        counted as generated, so a min_tokens ban lifts as it would have."""
+        items = [(seq, [t for st in steps for t in st.tokens]) for seq, steps in items]
+        self.extend(items)
+        for seq, tokens in items:
+            seq.generated += len(tokens)
+            if seq.sampling.min_tokens and seq.generated >= seq.sampling.min_tokens and not seq.released:
+                seq.sampling = replace(seq.sampling, min_tokens=0)
+                self.ctx.set_sampling(seq.slot, seq.sampling)
+
+    def reseed(self, seq: Sequence, seed: int) -> None:
+        """Sample the sequence's next tokens with a fresh sampler seeded `seed` (a shared draw's
+        own seed: memo.draw_seed)."""
+        seq.sampling = replace(seq.sampling, seed=seed)
+        self.ctx.set_sampling(seq.slot, seq.sampling)
 
     def commit(self, seqs: list[Sequence]) -> None:
         """Evaluate the pending tokens of `seqs` now, in shared batches, without sampling.
