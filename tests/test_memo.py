@@ -126,3 +126,19 @@ def test_the_memo_forgets_the_least_recently_used_steps():
     memo = StepMemo(max_steps=10)
     run([Job("p", "best-of-n", SearchConfig(n=16), tag=0)], memo)
     assert len(memo) == 10
+
+
+def test_searches_in_flight_together_wait_for_a_draw_another_is_generating():
+    """Settings of one problem run side by side and all start from the prompt: the first steps
+    are generated once, not once per search."""
+    jobs = [Job("p", "beam", SearchConfig(n=8, beam_width=m, aggregation=a), tag=(m, a))
+            for m in (2, 4) for a in ("last", "min")]
+    memo = StepMemo()
+    together, engine = run(jobs, memo, max_searches=4)
+    first_steps = sum(1 for rows in engine.generate_calls for _ in range(rows))
+    alone = {job.tag: run([job], StepMemo())[0][job.tag] for job in jobs}
+    assert all(summary(together[t]) == summary(alone[t]) for t in alone)
+    # 8 first steps drawn once for the four searches, and every later step at most once
+    assert memo.stats.misses == len(memo) and memo.stats.misses < sum(len(r.tree) - 1 for r in alone.values())
+    assert first_steps == memo.stats.misses
+    assert not memo._pending

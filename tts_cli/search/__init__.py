@@ -11,11 +11,12 @@ from .cot import cot
 from .deepconf import deepconf
 from .dvts import dvts
 from .majority import majority
+from .memo import StepMemo
 from .particle_filter import particle_filter
 from .scheduler import Job, Scheduler, run_search
 from .strategies import STRATEGIES
 from .types import NEEDS_VERIFIER, USES_VERIFIER, Candidate, ConfigError, Event, Node, SearchConfig, SearchResult
 
 __all__ = ["STRATEGIES", "NEEDS_VERIFIER", "USES_VERIFIER", "Candidate", "ConfigError", "Event", "Job", "Node",
-           "Scheduler", "Search", "SearchConfig", "SearchResult", "auto", "beam", "best_of_n", "best_of_n_adaptive",
+           "Scheduler", "Search", "SearchConfig", "StepMemo", "SearchResult", "auto", "beam", "best_of_n", "best_of_n_adaptive",
            "cot", "deepconf", "dvts", "majority", "majority_adaptive", "particle_filter", "run_search"]

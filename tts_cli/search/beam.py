@@ -47,6 +47,7 @@ def rescore_with_lookahead(run: Run, paths: list[Path], k: int):
     rollout is scored as one extra step on top of the candidate and then thrown away."""
     if not paths:
         return
+    run.catch_up(paths)  # a rollout forks the path's sequence: it must hold the whole path
     rollouts = [run.engine.fork(p.seq, 1, run.sampling(greedy=True))[0] for p in paths]
     texts = ["" for _ in paths]
     logprobs: list[list[float]] = [[] for _ in paths]

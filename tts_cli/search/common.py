@@ -12,20 +12,25 @@ decided, and `Run.result` turns the finished paths into a SearchResult.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from collections import Counter
+from dataclasses import dataclass, field
 
 from ..engine import Sampling, Sequence, Step, derive_seed
 from ..engine.chat import few_shot_prompt, render_chat
 from ..answers import answers_match, extract_answer, has_boxed_answer
 from ..verifiers.base import StepToScore, Verifier
 from ..verifiers.confidence import mean_token_probability
-from .types import Candidate, Event, EventHandler, Generate, Node, Score, SearchConfig, SearchResult
+from .memo import StepMemo, child_key, draw_seed, root_key
+from .types import AwaitDraws, Candidate, Event, EventHandler, Generate, Node, Score, SearchConfig, SearchResult
 
 
 @dataclass(eq=False)
 class Path:
     seq: Sequence
     node: Node
+    # Steps replayed from a memo that `seq` does not hold yet (prefilled when the path next
+    # needs its sequence: a step the memo lacks, a fork, a rollout).
+    owed: list[Step] = field(default_factory=list)
 
 
 def aggregate(scores: list[float], how: str) -> float | None:
@@ -48,12 +53,16 @@ class Search:
     probe, then a second strategy). Strategies get it; the scheduler creates and drives it."""
 
     def __init__(self, problem: str, engine, verifier: Verifier | None = None, *, key=0,
-                 on_event: EventHandler | None = None):
+                 on_event: EventHandler | None = None, memo: StepMemo | None = None):
         self.problem = problem
         self.engine = engine
         self.verifier = verifier
         self.key = key
         self.on_event = on_event
+        self.memo = memo  # draws shared with other searches (memo.py), or None
+        # what the memo saved this search: steps replayed, their tokens, and the tokens of them
+        # prefilled later because a path went on from them
+        self.shared = Counter()
         self.stages = 0
         # Sequence slots the search may still hold at once; strategies lower it when parts of
         # the search end for good, so the scheduler can start another search in those slots.
@@ -67,6 +76,8 @@ class Search:
     def close(self) -> None:
         """Release whatever the search still holds (it ended, or failed half-way)."""
         self.engine.release_owner(self.key)
+        if self.memo is not None:
+            self.memo.abandon(self.key)
         if self.verifier is not None:
             for stage in range(self.stages):
                 self.verifier.end((self.key, stage))
@@ -91,6 +102,9 @@ class Run:
         self.seed = config.seed if stage == 0 else derive_seed(config.seed, 1 << 20, stage)
         self.tree: list[Node] = [Node(id=0, parent=None, depth=0, step="", state="root")]
         self.finished: list[Node] = []
+        self.memo = search.memo
+        self.draw_keys: dict[int, bytes] = {}  # node id -> where it stands among all draws (with a memo)
+        self._draws: Counter[int] = Counter()  # steps this run drew from each node
         self.logprobs: dict[int, list[float]] = {}
         self.hidden: dict = {}  # node id -> the policy's hidden state at its step's end, until scored
         has_template = getattr(self.engine.model, "chat_template", None) is not None
@@ -118,7 +132,14 @@ class Run:
 
     def start(self, greedy: bool = False) -> Path:
         """The root path: the prompt, prefilled once (and cached for other searches on it)."""
-        seq = self.engine.start(self.prompt(), self.sampling(greedy), cache=True, owner=self.search.key)
+        prompt = self.prompt()
+        sampling = self.sampling(greedy)
+        seq = self.engine.start(prompt, sampling, cache=True, owner=self.search.key)
+        if self.memo is not None:  # everything a draw depends on besides the path
+            c = self.config
+            signature = (f"{sampling.temperature}|{c.top_p}|{c.top_k}|{self.seed}|{c.max_step_tokens}|"
+                         f"{c.step_delimiter!r}")
+            self.draw_keys[0] = root_key(signature, prompt)
         return Path(seq, self.tree[0])
 
     def spread(self, path: Path, k: int) -> list[Path]:
@@ -126,12 +147,16 @@ class Run:
         if k < 1:
             self.release([path])
             return []
-        return [path] + [Path(seq, path.node) for seq in self.engine.fork(path.seq, k - 1)]
+        if k > 1 and path.owed and not self._memo_holds(path, k):
+            self.catch_up([path])  # once here rather than once in every fork
+        return [path] + [Path(seq, path.node, list(path.owed)) for seq in self.engine.fork(path.seq, k - 1)]
 
     def fork(self, path: Path, k: int) -> list[Path]:
         """k new paths from `path`, which stays as it is (strategies that sample in waves fork
         each wave from the root and keep it for the next)."""
-        return [Path(seq, path.node) for seq in self.engine.fork(path.seq, k)]
+        if path.owed and not self._memo_holds(path, k):
+            self.catch_up([path])
+        return [Path(seq, path.node, list(path.owed)) for seq in self.engine.fork(path.seq, k)]
 
     def release(self, paths: list[Path]) -> None:
         for p in paths:
@@ -172,11 +197,16 @@ class Run:
     def step(self, paths: list[Path]):
         """Generate the next step of every path together; each path moves to its new node.
         Nodes that end their path are marked finished (not yet recorded as candidates)."""
-        steps = yield from self.generate([p.seq for p in paths])
+        if self.memo is None:
+            steps, keys = (yield from self.generate([p.seq for p in paths])), None
+        else:
+            steps, keys = yield from self.draw(paths)
         nodes = []
-        for p, st in zip(paths, steps):
+        for k, (p, st) in enumerate(zip(paths, steps)):
             node = Node(id=len(self.tree), parent=p.node.id, depth=p.node.depth + 1, step=st.text,
                         tokens=len(st.tokens))
+            if keys is not None:
+                self.draw_keys[node.id] = keys[k]
             self.logprobs[node.id] = st.logprobs  # for the confidence verifier
             if st.hidden is not None and self.verifier is not None:  # for a policy head
                 self.hidden[node.id] = st.hidden
@@ -188,6 +218,58 @@ class Run:
             nodes.append(node)
         self.emit("expand", nodes)
         return nodes
+
+    # --- shared draws (memo.py) ----------------------------------------------------------------
+    def draw(self, paths: list[Path]):
+        """The next step of every path, each the run's next draw from the path's node: taken
+        from the memo when some search already drew it, else generated with the draw's own seed
+        (and kept there for the others); one another search is generating now is waited for.
+        Returns the steps and their nodes' draw keys."""
+        draws = []
+        for p in paths:
+            draws.append((self.draw_keys[p.node.id], self._draws[p.node.id]))
+            self._draws[p.node.id] += 1
+        steps: list[Step | None] = [None] * len(paths)
+        while True:
+            for k in range(len(paths)):
+                if steps[k] is None and (st := self.memo.get(draws[k])) is not None:
+                    steps[k] = st
+                    paths[k].owed.append(st)
+                    self.search.shared["steps"] += 1
+                    self.search.shared["tokens"] += len(st.tokens)
+            missing = [k for k, st in enumerate(steps) if st is None]
+            if not missing:
+                return steps, [child_key(*d) for d in draws]
+            mine = [k for k in missing if not self.memo.is_pending(draws[k])]
+            if not mine:  # all being generated by other searches right now
+                yield AwaitDraws([draws[k] for k in missing])
+                continue
+            live = [paths[k] for k in mine]
+            self.memo.claim([draws[k] for k in mine], self.search.key)
+            self.catch_up(live)
+            for k in mine:
+                if not paths[k].seq.sampling.greedy:
+                    self.engine.reseed(paths[k].seq, draw_seed(draws[k]))
+            fresh = yield from self.generate([p.seq for p in live])
+            for k, st in zip(mine, fresh):
+                self.memo.put(draws[k], st)
+                steps[k] = st
+
+    def _memo_holds(self, path: Path, k: int) -> bool:
+        """Whether the memo holds the next k draws from the path's node (its forks would then
+        replay them, and need no sequence of their own yet)."""
+        key, i = self.draw_keys.get(path.node.id), self._draws[path.node.id]
+        return key is not None and all(self.memo.has((key, i + j)) for j in range(k))
+
+    def catch_up(self, paths: list[Path]) -> None:
+        """Prefill the replayed steps the paths' sequences do not hold yet (in shared batches)."""
+        owing = [p for p in paths if p.owed]
+        if not owing:
+            return
+        self.engine.replay([(p.seq, p.owed) for p in owing])
+        for p in owing:
+            self.search.shared["tokens_caught_up"] += sum(len(st.tokens) for st in p.owed)
+            p.owed = []
 
     def finish_reason(self, node: Node, stop_reason: str) -> str | None:
         if stop_reason in ("eos", "context"):

@@ -17,7 +17,9 @@ calibration measures each setting as before and generates only the union of what
 A place does not depend on the order the searches run in, so neither does what a run draws.
 
 A replayed step costs no decode until its path goes on with a step the memo does not hold:
-then its tokens are prefilled ("caught up") into the path's sequence first.
+then its tokens are prefilled ("caught up") into the path's sequence first. A draw that another
+search is generating at the moment is waited for (searches of one problem run side by side and
+start with the same first steps), not generated twice.
 """
 
 from __future__ import annotations
@@ -68,6 +70,7 @@ class StepMemo:
     def __init__(self, max_steps: int = 50_000):
         self.max_steps = max_steps
         self._steps: OrderedDict[Draw, Step] = OrderedDict()
+        self._pending: dict[Draw, object] = {}  # draws being generated now -> the search generating them
         self.stats = MemoStats()
 
     def __len__(self) -> int:
@@ -84,8 +87,26 @@ class StepMemo:
             self.stats.tokens_replayed += len(step.tokens)
         return step
 
+    def claim(self, draws: list[Draw], owner) -> None:
+        """`owner` generates these draws now: other searches wait for them instead."""
+        for d in draws:
+            self._pending[d] = owner
+
+    def is_pending(self, draw: Draw) -> bool:
+        return draw in self._pending
+
+    def ready(self, draws: list[Draw]) -> bool:
+        """Whether waiting on these draws is over: each is in the memo, or nobody generates it."""
+        return all(d in self._steps or d not in self._pending for d in draws)
+
+    def abandon(self, owner) -> None:
+        """`owner` ended (or failed) without generating its claims: they are free again."""
+        for d in [d for d, o in self._pending.items() if o == owner]:
+            del self._pending[d]
+
     def put(self, draw: Draw, step: Step) -> None:
         self.stats.misses += 1
+        self._pending.pop(draw, None)
         self._steps[draw] = step
         self._steps.move_to_end(draw)
         while len(self._steps) > self.max_steps:

@@ -31,8 +31,10 @@ from typing import Any, Callable, Iterable, Iterator
 from ..engine import EngineError, StepBatch
 from .capacity import slots_needed, verifier_slots_needed
 from .common import Search
+from .memo import StepMemo
 from .strategies import STRATEGIES
-from .types import NEEDS_VERIFIER, ConfigError, EventHandler, Generate, Parallel, Score, SearchConfig, SearchResult
+from .types import (NEEDS_VERIFIER, AwaitDraws, ConfigError, EventHandler, Generate, Parallel, Score, SearchConfig,
+                    SearchResult)
 
 _keys = itertools.count(1)  # search keys, unique in the process (engines may outlive a scheduler)
 
@@ -83,9 +85,12 @@ class Scheduler:
 
     max_searches: searches in flight at most (besides the slots, which always limit)."""
 
-    def __init__(self, engine, verifier=None, *, max_searches: int = 1):
+    def __init__(self, engine, verifier=None, *, max_searches: int = 1, memo: StepMemo | None = None):
         self.engine = engine
         self.verifier = verifier
+        # memo: every search draws its steps through it, so searches of different settings share
+        # the steps they would both sample (memo.py; what calibrate uses). None: independent draws.
+        self.memo = memo
         self.max_searches = max(1, max_searches)
         self.concurrency = self.max_searches  # what the engine was sized for (the CLI says it)
         self.verifier_capacity = getattr(getattr(verifier, "engine", None), "n_seq_max", None)
@@ -123,12 +128,14 @@ class Scheduler:
         on it in one call, or else one token for every live sequence of every search in one
         llama_decode. Returns (job, result or exception) for each search that ended."""
         self._admit()
+        self._wake()
         if not any(t.done for t in self.searches) and self.searches:
             scoring = [t for t in self.tasks if isinstance(t.request, Score)]
             if scoring:
                 self._score(scoring)
             else:
                 self._decode()
+            self._wake()
             self._admit()  # slots the work freed (paths that ended) go to waiting searches at once
         ended, self._ended = self._ended, []
         for t in [t for t in self.searches if t.done]:
@@ -207,7 +214,8 @@ class Scheduler:
         if self.searches and (sum(x.search.reserved for x in self.searches) + need > capacity or
                               (vcap and sum(x.verifier_slots for x in self.searches) + vneed > vcap)):
             return False
-        search = Search(job.problem, self.engine, self.verifier, key=next(_keys), on_event=job.on_event)
+        search = Search(job.problem, self.engine, self.verifier, key=next(_keys), on_event=job.on_event,
+                        memo=None if custom else self.memo)
         search.reserved = need
         strategy = job.strategy if custom else STRATEGIES[job.strategy]
         t = _Task(job, search, strategy(search, job.config), time.perf_counter(), verifier_slots=vneed)
@@ -236,6 +244,12 @@ class Scheduler:
                 t.request, t.batch = request, batch
                 return
             if isinstance(request, Score):
+                t.request = request
+                return
+            if isinstance(request, AwaitDraws):
+                if self.memo is None or self.memo.ready(request.draws):
+                    answer = None
+                    continue
                 t.request = request
                 return
             if isinstance(request, Parallel):
@@ -298,6 +312,14 @@ class Scheduler:
                 t.request = None
                 self._resume(t, mine)
 
+    def _wake(self) -> None:
+        """Resume the tasks whose awaited shared draws are ready (other searches generated them,
+        or gave them up)."""
+        for t in [t for t in self.tasks if isinstance(t.request, AwaitDraws)]:
+            if not t.done and t.request is not None and self.memo.ready(t.request.draws):
+                t.request = None
+                self._resume(t, None)
+
     def _decode(self) -> None:
         """One token for every live sequence of every task, in one llama_decode."""
         stepping = [t for t in self.tasks if t.batch is not None]
@@ -325,6 +347,8 @@ class Scheduler:
         compute = self._compute(t.search.key, time.perf_counter() - t.started)
         if t.error is not None:
             return t.error
+        if t.search.shared:
+            compute.update(shared_compute(t.search.shared, compute, self.engine.model.n_params))
         t.result.compute = compute
         return t.result
 
@@ -339,6 +363,18 @@ class Scheduler:
             flops += used.flops
         out["flops"] = flops
         return out
+
+
+def shared_compute(shared, compute: dict, n_params: int) -> dict:
+    """What a search that replayed shared draws reports besides its own compute: the draws
+    (steps, their tokens, the tokens of them it prefilled to go on from them) and
+    `flops_unshared`, its FLOPs had it generated every step itself (each replayed token one
+    evaluation, except those it prefilled, already counted). A calibration compares settings
+    by these: what each costs run on its own."""
+    saved = shared["tokens"] - shared["tokens_caught_up"]
+    return {"shared": {"steps": shared["steps"], "tokens": shared["tokens"],
+                       "tokens_caught_up": shared["tokens_caught_up"]},
+            "flops_unshared": compute["flops"] + 2.0 * n_params * saved}
 
 
 def run_search(strategy: str, problem: str, engine, verifier, config: SearchConfig,

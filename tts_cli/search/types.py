@@ -201,6 +201,14 @@ class Generate:
 
 
 @dataclass
+class AwaitDraws:
+    """Shared draws (memo.py) that other searches are generating now: answered (with None) once
+    each is in the memo or no search is generating it any more."""
+
+    draws: list
+
+
+@dataclass
 class Parallel:
     """Run these generators (parts of one search, e.g. its independent paths or subtrees) side by
     side, each pausing on its own requests; answered with their return values, in order."""
