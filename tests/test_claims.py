@@ -189,12 +189,24 @@ def test_calibrate_from_the_cli_prefills_each_prompt_once_and_runs_cot_once(tiny
     prefilled = {}
     for f in runs.glob("*.jsonl"):
         for rec in read_records(f):
-            prefilled[rec["id"]] = prefilled.get(rec["id"], 0) + rec["compute"]["policy"]["tokens_prefilled"]
+            # a path going on from a step another run sampled prefills that step ("caught up")
+            caught_up = rec["compute"].get("shared", {}).get("tokens_caught_up", 0)
+            prefilled[rec["id"]] = prefilled.get(rec["id"], 0) + rec["compute"]["policy"].get("tokens_prefilled", 0) - caught_up
     for row_id, rec in zip(sorted(prefilled), ARITH[:2]):
         prompt = tiny.tokenize(few_shot_prompt(rec["problem"]), add_special=True)
         # every setting and budget together read the prompt once (all but its last token,
         # which each path evaluates itself), however many settings ran
         assert prefilled[row_id] <= len(prompt) - 1
+    # the runs shared their draws (beam N=2's first steps are the pool's first two, ...), and a
+    # run that replayed some reports what it would have cost alone
+    shared = profile.meta["shared_draws"]
+    assert shared["hits"] > 0 and f"shared draws: {shared['misses']} steps generated" in r.output
+    replayed = [rec["compute"] for f in runs.glob("*.jsonl") for rec in read_records(f) if "shared" in rec["compute"]]
+    assert sum(c["shared"]["steps"] for c in replayed) == shared["hits"]
+    for c in replayed:  # each replayed token is one evaluation alone, unless it was prefilled here anyway
+        saved = c["shared"]["tokens"] - c["shared"]["tokens_caught_up"]
+        assert c["flops_unshared"] == pytest.approx(c["flops"] + 2 * tiny.n_params * saved)
+    assert sum(c["flops_unshared"] for c in replayed) > sum(c["flops"] for c in replayed)
 
 
 def test_calibrate_checks_on_held_out_problems_and_compare_uses_the_profile_end_to_end(tiny_model, tmp_path):

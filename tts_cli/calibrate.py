@@ -84,13 +84,14 @@ def calibrate_file(problem_set, out: Path, settings, batch, budgets: list[int], 
                    beam_widths: list[int], aggregations: list[str], temperatures: list, bins: Bins,
                    strategies=DEFAULT_STRATEGIES, stop_thresholds=DEFAULT_STOP_THRESHOLDS,
                    holdout: float = 0.3, min_problems: int | None = None, per_setting: bool = False,
-                   say: Callable[[str], None] | None = None,
+                   shared_draws: bool = True, say: Callable[[str], None] | None = None,
                    on_record: Callable[[str, dict, str], None] | None = None):
     """`tts calibrate`: run the plan on the problems (resumably, in OUT.runs/), write the profile
     to `out` and where `--strategy auto` finds it for this policy and verifier.
     settings: the run's RunSettings (its search values are the base of every setting);
     batch: BatchSettings. Returns (profile, solver info, saved path). on_record(key, record,
-    in flight)."""
+    in flight). shared_draws (pooled only; a local solver): the runs share the steps they would
+    all sample (search/memo.py)."""
     import time
 
     from .batch import Run, open_runs
@@ -117,6 +118,8 @@ def calibrate_file(problem_set, out: Path, settings, batch, budgets: list[int], 
             return run.settings.strategy, run.settings.search
 
         info = solver.info()
+        share = getattr(solver, "share_draws", None)  # a Ray cluster's workers do not share
+        memo = share() if shared_draws and not per_setting and share is not None else None
         t0 = time.perf_counter()
         profile = calibrate(problem_set.problems, budgets, workdir, has_verifier=True, bins=bins,
                             solve_many=lambda pairs: solver.solve_many(pairs, job_for),
@@ -126,7 +129,8 @@ def calibrate_file(problem_set, out: Path, settings, batch, budgets: list[int], 
                             holdout=holdout, min_problems=min_problems,
                             files=files, known_keys=problem_set.keys,
                             on_record=(lambda key, rec: on_record(key, rec, solver.in_flight)) if on_record else None)
-    profile.meta.update(seconds=round(time.perf_counter() - t0, 1), samples=samples if per_setting else None)
+    profile.meta.update(seconds=round(time.perf_counter() - t0, 1), samples=samples if per_setting else None,
+                        shared_draws=memo.stats.as_dict() if memo is not None else None)
     profile.save(out)
     saved = saved_profile_path(info["policy"], info["verifier"])
     saved.parent.mkdir(parents=True, exist_ok=True)
@@ -137,7 +141,7 @@ def calibrate_file(problem_set, out: Path, settings, batch, budgets: list[int], 
 def calibrate_command(data, out, opts: dict, *, budgets: list[int], beam_widths: list[int], aggregations: list[str],
                       strategies=DEFAULT_STRATEGIES, stop_thresholds=DEFAULT_STOP_THRESHOLDS,
                       temperatures: list, easy: float, medium: float, holdout: float, min_problems: int,
-                      per_setting: bool, samples: int, say=None, on_record=None):
+                      per_setting: bool, samples: int, shared_draws: bool = True, say=None, on_record=None):
     """`tts calibrate DATA --out PROFILE`: the flags checked (before any model loads), then
     calibrate_file. Returns (profile, solver info, saved path)."""
     from .batch import read_problem_set
@@ -157,4 +161,5 @@ def calibrate_command(data, out, opts: dict, *, budgets: list[int], beam_widths:
     return calibrate_file(problem_set, out, settings, batch, budgets, samples=samples, beam_widths=beam_widths,
                           strategies=strategies, stop_thresholds=stop_thresholds,
                           aggregations=aggregations, temperatures=temperatures, bins=bins, holdout=holdout,
-                          min_problems=min_problems, per_setting=per_setting, say=say, on_record=on_record)
+                          min_problems=min_problems, per_setting=per_setting, shared_draws=shared_draws, say=say,
+                          on_record=on_record)

@@ -196,7 +196,9 @@ def estimate_from_subtrees(setting: Setting, pools: list[Pool], run_flops: float
 
 def mean_flops(records: list[dict]) -> float:
     ok = [r for r in records if not r.get("error")]
-    return sum(r.get("compute", {}).get("flops", 0.0) for r in ok) / len(ok) if ok else 0.0
+    # a run that replayed shared draws costs what it would have alone (calibrate compares settings)
+    return sum(r.get("compute", {}).get("flops_unshared", r.get("compute", {}).get("flops", 0.0))
+               for r in ok) / len(ok) if ok else 0.0
 
 
 # --- 4. the difficulty model --------------------------------------------------------------------

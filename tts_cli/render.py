@@ -112,6 +112,10 @@ def calibration_tables(console: Console, profile, info: dict, out: Path, saved: 
                                            f"verifier {info['verifier']}")
     meta = profile.meta
     console.print(f"wrote {out} (and {saved}); {meta.get('seconds')} s", highlight=False)
+    shared = meta.get("shared_draws")
+    if shared and shared["hits"] + shared["misses"]:
+        console.print(f"shared draws: {shared['misses']} steps generated, {shared['hits']} replayed to other "
+                      f"settings' runs ({shared['tokens_replayed']} tokens not generated again)", highlight=False)
 
 
 def profile_report(console: Console, profile, title: str | None = None) -> None:

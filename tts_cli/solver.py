@@ -365,6 +365,12 @@ class LocalSolver:
     def solve_many(self, pairs, job_for):
         return self.session.solve_many(self.scheduler, pairs, job_for)
 
+    def share_draws(self):
+        """From now on the searches share the steps they would all sample (search/memo.py)."""
+        from .search import StepMemo
+        self.scheduler.memo = StepMemo()
+        return self.scheduler.memo
+
     @property
     def in_flight(self) -> str:
         return str(self.scheduler.in_flight)

@@ -159,6 +159,7 @@ def calibrate(
     medium: float = typer.Option(0.1, "--medium", help="pass@1 at or above this (and below --easy) is medium."),
     per_setting: bool = typer.Option(False, "--per-setting", help="Run every setting on its own, plus a difficulty run of --samples paths (the calibration before sample pools; slower, for comparison)."),
     samples: int = typer.Option(8, "--samples", min=1, help="With --per-setting: paths of the difficulty run."),
+    shared_draws: bool = typer.Option(True, "--shared-draws/--no-shared-draws", help="Runs of different settings share the steps they would both sample (each run is still its own sample; the union is generated once). Off with --per-setting."),
     show: Optional[Path] = typer.Option(None, "--show", help="Print a profile (its choices, rules, intervals and held-out check) and exit."),
     **opts,
 ):
@@ -167,7 +168,8 @@ def calibrate(
     Majority and Best-of-N are estimated from one pool of max(budgets) scored paths per problem
     and temperature (the early-stopping variants too); DVTS runs at the largest budget and its subtrees
     give the smaller ones; CoT runs once; beam search runs per setting; all resumably, in OUT's
-    folder (OUT.runs/). A choice replaces the default (majority, or CoT when as good) only when
+    folder (OUT.runs/). The runs share their draws: a step that several of them would sample
+    (the i-th first step, its j-th continuation, ...) is generated once. A choice replaces the default (majority, or CoT when as good) only when
     it beats it by more than the noise; the profile is checked on --holdout of the problems.
     `--strategy auto` then uses the profile.
 
@@ -190,7 +192,7 @@ def calibrate(
                 beam_widths=parse_int_list(beam_widths, "--beam-widths"), aggregations=parse_names(aggregations, "--aggregations", ("last", "min", "avg", "prod"), "aggregation"),
                 temperatures=parse_float_list(temperatures, "--temperatures") if temperatures else [None],
                 easy=easy, medium=medium, holdout=holdout, min_problems=min_bin_problems, per_setting=per_setting,
-                samples=samples, say=say, on_record=lambda key, rec, flight: status.update(
+                shared_draws=shared_draws, samples=samples, say=say, on_record=lambda key, rec, flight: status.update(
                     f"calibrating: {flight} in flight (last: {key}, {rec.get('id')})"))
     except KeyboardInterrupt as e:
         interrupted(f"finished runs are kept in {Path(str(out)).parent / (Path(str(out)).name + '.runs')}", e)
