@@ -1,7 +1,9 @@
-"""What sample pools save: `tts calibrate` on the same problems and grid, per setting (every
-setting its own run, plus a difficulty run: the calibration before pools, `--per-setting`)
-against pooled (one Best-of-N pool per temperature at max(budgets); beam and DVTS still their
-own runs). Both run here, one after the other, each into a fresh folder.
+"""What sample pools and shared draws save: `tts calibrate` on the same problems and grid, per
+setting (every setting its own run, plus a difficulty run: the calibration before pools,
+`--per-setting`) against pooled (one Best-of-N pool per temperature at max(budgets); beam and
+DVTS still their own runs, all runs sharing the steps they would all sample). Both run here,
+one after the other, each into a fresh folder; `--unshared` adds pooled without shared draws
+(`--no-shared-draws`), to tell what each part saves.
 
 Reported per mode: wall seconds, the runs made, and the tokens the policy generated (sums of
 the records' compute; unlike seconds, they do not depend on what else the machine is doing),
@@ -33,7 +35,7 @@ from tts_cli.profile import Profile
 from tts_cli.results import read_records
 
 
-def calibrate(args, out: Path, per_setting: bool) -> float:
+def calibrate(args, out: Path, per_setting: bool, shared: bool = True) -> float:
     """One `tts calibrate` in a subprocess; its wall seconds."""
     if out.exists() or (out.parent / (out.name + ".runs")).exists():
         sys.exit(f"{out} (or its .runs folder) exists: give a fresh --out (the benchmark times a run from scratch)")
@@ -44,6 +46,7 @@ def calibrate(args, out: Path, per_setting: bool) -> float:
     cmd += ["--limit", str(args.limit)] if args.limit else []
     cmd += ["--threads", str(args.threads)] if args.threads else []
     cmd += ["--per-setting"] if per_setting else []
+    cmd += [] if shared else ["--no-shared-draws"]
     print("$", " ".join(cmd), flush=True)
     t0 = time.perf_counter()
     subprocess.run(cmd, check=True, cwd=REPO)
@@ -111,16 +114,23 @@ def main() -> None:
     ap.add_argument("--max-steps", type=int, default=6)
     ap.add_argument("--max-step-tokens", type=int, default=64)
     ap.add_argument("--threads", type=int, default=None)
+    ap.add_argument("--unshared", action="store_true", help="also run pooled without shared draws")
     args = ap.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
     pooled, old = args.out / "pooled.yaml", args.out / "per-setting.yaml"
     seconds = {"per_setting": calibrate(args, old, per_setting=True), "pooled": calibrate(args, pooled, per_setting=False)}
-    work = {"per_setting": run_work(args.out / "per-setting.yaml.runs"), "pooled": run_work(args.out / "pooled.yaml.runs")}
+    if args.unshared:
+        seconds["pooled_unshared"] = calibrate(args, args.out / "pooled-unshared.yaml", per_setting=False, shared=False)
+    work = {mode: run_work(args.out / f"{mode.replace('_', '-')}.yaml.runs") for mode in seconds}
+    work["pooled"]["shared_draws"] = Profile.load(pooled).meta.get("shared_draws")
     report = {"grid": vars(args) | {"out": str(args.out)}, "seconds": {k: round(v, 1) for k, v in seconds.items()},
               "work": work,
-              "ratio": {"seconds": round(seconds["pooled"] / seconds["per_setting"], 3),
-                        "tokens_generated": round(work["pooled"]["tokens_generated"] /
-                                                  max(1, work["per_setting"]["tokens_generated"]), 3)},
+              "ratio": {mode: {"seconds": round(seconds[mode] / seconds["per_setting"], 3),
+                               "tokens_generated": round(work[mode]["tokens_generated"] /
+                                                         max(1, work["per_setting"]["tokens_generated"]), 3),
+                               "tokens_evaluated": round(work[mode]["tokens_evaluated"] /
+                                                         max(1, work["per_setting"]["tokens_evaluated"]), 3)}
+                        for mode in seconds if mode != "per_setting"},
               "estimates_against_runs": estimates_against_runs(pooled, old)}
     (args.out / "calibrate_cost.json").write_text(json.dumps(report, indent=1))
     print(json.dumps({k: report[k] for k in ("seconds", "work", "ratio")}, indent=1))
