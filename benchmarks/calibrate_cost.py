@@ -15,7 +15,8 @@ estimate should agree within the noise.
     python benchmarks/calibrate_cost.py --out runs/cost-smoke --limit 4 --budgets 2,4 --max-steps 2 --max-step-tokens 16
 
 Default grid: budgets 4,8,16, temperatures 0.3,0.7, beam widths 2,4, aggregations last,min,
-SmolLM2 (bundled), --prm confidence, few-shot prompt, 6 steps of 64 tokens, arith-calib.
+strategies cot, majority, best-of-n, beam, dvts (the issue's), SmolLM2 (bundled), --prm
+confidence, few-shot prompt, 6 steps of 64 tokens, arith-calib.
 """
 
 from __future__ import annotations
@@ -43,6 +44,7 @@ def calibrate(args, out: Path, per_setting: bool, shared: bool = True) -> float:
            "--temperatures", args.temperatures, "--beam-widths", args.beam_widths, "--aggregations", args.aggregations,
            "--prm", args.prm, "--prompt", "few-shot", "--max-steps", str(args.max_steps),
            "--max-step-tokens", str(args.max_step_tokens), "--samples", str(args.samples)]
+    cmd += ["--strategies", args.strategies]
     cmd += ["--limit", str(args.limit)] if args.limit else []
     cmd += ["--threads", str(args.threads)] if args.threads else []
     cmd += ["--per-setting"] if per_setting else []
@@ -54,15 +56,18 @@ def calibrate(args, out: Path, per_setting: bool, shared: bool = True) -> float:
 
 
 def run_work(runs: Path) -> dict:
-    """Runs made and the tokens generated and evaluated in them (policy, verifier)."""
+    """Runs made, the tokens generated and evaluated in them (policy, verifier), and engine seconds."""
     files = sorted(runs.glob("*.jsonl"))
-    generated = evaluated = 0
+    generated = evaluated = seconds = 0
     for f in files:
         for r in read_records(f):
             c = r.get("compute") or {}
             generated += (c.get("policy") or {}).get("tokens_generated", 0)
             evaluated += sum((c.get(part) or {}).get("tokens_evaluated", 0) for part in ("policy", "verifier"))
-    return {"runs": len(files), "tokens_generated": generated, "tokens_evaluated": evaluated}
+            seconds += sum((c.get(part) or {}).get("seconds", 0.0) for part in ("policy", "verifier"))
+    # engine seconds: the decode time the records were charged (a shared decode split by rows)
+    return {"runs": len(files), "tokens_generated": generated, "tokens_evaluated": evaluated,
+            "engine_seconds": round(seconds, 1)}
 
 
 def per_problem(runs: Path, setting_key: str) -> dict:
@@ -110,6 +115,9 @@ def main() -> None:
     ap.add_argument("--beam-widths", default="2,4")
     ap.add_argument("--aggregations", default="last,min")
     ap.add_argument("--prm", default="confidence")
+    ap.add_argument("--strategies", default="cot,majority,best-of-n,beam,dvts",
+                    help="the issue's (the settings calibrate had then); the early-stopping strategies add "
+                         "per-setting runs, not pooled ones")
     ap.add_argument("--samples", type=int, default=8, help="the per-setting difficulty run's paths")
     ap.add_argument("--max-steps", type=int, default=6)
     ap.add_argument("--max-step-tokens", type=int, default=64)

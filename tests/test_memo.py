@@ -14,7 +14,7 @@ def seeded_script(finish_depth=4):
     """A step is a function of the path so far and the sampler's seed only (as a real sampler's
     is): the same draw gives the same step whoever asks for it."""
     def script(steps, branch, seed):
-        rng = random.Random(hash((tuple(steps), seed)))
+        rng = random.Random(f"{steps!r}|{seed}")  # (a str seed is hashed the same in every process)
         score = round(rng.random(), 4)
         depth = len(steps) + 1
         if depth >= finish_depth or rng.random() < 0.15:
@@ -32,12 +32,16 @@ def run(jobs, memo, engine=None, max_searches=1):
 
 def summary(result):
     """The answer, the candidates and the tree, in no particular order (parts of a search that
-    run side by side, DVTS's subtrees, number their nodes in the order their steps end)."""
+    run side by side number their nodes in the order their steps end, and a replayed step ends at
+    once). A tie in the vote goes to the answer that finished first, so a tied answer is left out."""
     tree = result.tree
 
     def text(node):
         return "" if node.parent is None else text(tree[node.parent]) + node.step
-    return (result.answer, sorted((c.steps, c.step_scores, c.answer) for c in result.candidates),
+    counts = sorted((v["count"] for v in result.votes.values()), reverse=True)
+    scores = sorted((v["score"] for v in result.votes.values()), reverse=True)
+    tied = len(counts) > 1 and (counts[0] == counts[1] or scores[0] == scores[1])
+    return (None if tied else result.answer, sorted((c.steps, c.step_scores, c.answer) for c in result.candidates),
             sorted((text(n), n.state, n.reason) for n in tree))
 
 
