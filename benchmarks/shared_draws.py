@@ -20,7 +20,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from tts_cli.datasets import read_problems  # noqa: E402
+from tts_cli.datasets import DataError, read_problems  # noqa: E402
 from tts_cli.engine import Engine  # noqa: E402
 from tts_cli.registry import default_model  # noqa: E402
 from tts_cli.search import Job, Scheduler, SearchConfig, StepMemo  # noqa: E402
@@ -55,7 +55,10 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--out", type=Path, default=None, help="a JSON report")
     args = ap.parse_args()
-    problems = [p.problem for p in read_problems(Path(args.data), limit=args.limit)[0]]
+    try:
+        problems = [p.problem for p in read_problems(Path(args.data), limit=args.limit)[0]]
+    except DataError as e:
+        sys.exit(f"error: {e}")
     grid = settings(args.n, args.temperature, args.max_steps, args.max_step_tokens)
     jobs = [Job(p, s, c, tag=(i, j)) for i, p in enumerate(problems) for j, (s, c) in enumerate(grid)]
     with Engine(default_model(), n_ctx=16384, n_seq_max=4 * args.n, n_threads=args.threads) as engine:
