@@ -5,6 +5,12 @@ a profile calibrated on arith-calib/arith-train on problems it was not made for
 (benchmarks/auto_heldout.py). Deterministic for a seed.
 
     python benchmarks/make_mixed.py --n 60 --seed 7 > benchmarks/data/mixed-test.jsonl
+    python benchmarks/make_mixed.py --n 40 --seed 9 --exclude benchmarks/data/mixed-test.jsonl \
+        benchmarks/data/mixed-dev.jsonl > benchmarks/data/mixed-calib.jsonl
+
+--exclude leaves out every problem whose text is in the given files or already written (the
+templates are small, so two seeds can draw the same problem) and draws on until --n problems are
+written; without it nothing is left out (mixed-test.jsonl holds a few repeats).
 """
 
 from __future__ import annotations
@@ -66,11 +72,20 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--n", type=int, default=60)
     ap.add_argument("--seed", type=int, default=7)
+    ap.add_argument("--exclude", nargs="*", default=[], help="JSONL files whose problems are left out")
     args = ap.parse_args()
+    taken = {json.loads(line)["problem"] for path in args.exclude
+             for line in open(path, encoding="utf-8") if line.strip()}
     rng = random.Random(args.seed)
-    for i in range(args.n):
+    written, i = 0, 0
+    while written < args.n:
         text, answer, level = TEMPLATES[i % len(TEMPLATES)](rng)
-        print(json.dumps({"id": f"mixed-{args.seed}-{i}", "problem": text, "answer": str(answer), "level": level}))
+        if text not in taken:
+            if args.exclude:
+                taken.add(text)
+            print(json.dumps({"id": f"mixed-{args.seed}-{i}", "problem": text, "answer": str(answer), "level": level}))
+            written += 1
+        i += 1
 
 
 if __name__ == "__main__":
