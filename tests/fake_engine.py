@@ -78,6 +78,7 @@ class FakeEngine:
         self._takes_seed = "seed" in params  # a script with a `seed` parameter also gets the sampler's seed
         self._takes_prompt = len(params) - self._takes_seed == 3
         self.replayed: list[list[str]] = []  # the step texts of each replay, in order
+        self.replay_batches: list[int] = []  # sequences caught up in each replay call (one prefill batch)
 
     def _new(self, steps, branch, owner, prompt, sampling, n_tokens=0) -> FakeSeq:
         if len(self.live) >= self.n_seq_max:
@@ -149,6 +150,7 @@ class FakeEngine:
     def replay(self, items):
         """Steps another sequence generated, appended as if this one had (no compute counted:
         the real engine counts their prefill)."""
+        self.replay_batches.append(len(items))
         for seq, steps in items:
             assert not seq.released
             seq.steps.extend(st.text for st in steps)

@@ -110,6 +110,16 @@ def test_a_path_goes_on_from_replayed_steps_with_them_in_its_sequence():
         assert all(s for s in c.steps)
 
 
+def test_beam_survivors_catch_up_on_replayed_steps_in_one_prefill_batch():
+    memo = StepMemo()
+    run([Job("p", "best-of-n", SearchConfig(n=8, max_steps=2), tag=0)], memo)
+    # beam N=8 M=2 replays the pool's 8 first steps; its 4 survivors each fork 2 children, which
+    # need more draws than the pool made: all 4 prefill their replayed step together
+    result, engine = run([Job("p", "beam", SearchConfig(n=8, beam_width=2, max_steps=3), tag=0)], memo)
+    assert result[0].compute["shared"]["steps"] >= 8
+    assert max(engine.replay_batches) == 4, engine.replay_batches
+
+
 def test_draw_seeds_differ_by_place():
     a, b = root_key("sig", "prompt"), root_key("sig", "prompt 2")
     assert root_key("sig", "prompt") == a and root_key("sig2", "prompt") != a

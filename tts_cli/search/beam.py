@@ -38,7 +38,7 @@ def beam(search: Search, config: SearchConfig):
         candidates.sort(key=run.path_score, reverse=True)
         survivors, losers = candidates[:keep], candidates[keep:]
         run.prune(losers, f"not in the top {keep} of {len(candidates)}")
-        active = [child for p in survivors for child in run.spread(p, m)]
+        active = run.spread_each(survivors, [m] * len(survivors))
     return run.result(config.selection)
 
 

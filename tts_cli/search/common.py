@@ -151,6 +151,12 @@ class Run:
             self.catch_up([path])  # once here rather than once in every fork
         return [path] + [Path(seq, path.node, list(path.owed)) for seq in self.engine.fork(path.seq, k - 1)]
 
+    def spread_each(self, paths: list[Path], ks: list[int]) -> list[Path]:
+        """`spread` of every path (paths[i] into ks[i]): the paths that must catch up on replayed
+        steps before forking do it in one prefill batch, not one batch each."""
+        self.catch_up([p for p, k in zip(paths, ks) if k > 1 and p.owed and not self._memo_holds(p, k)])
+        return [child for p, k in zip(paths, ks) for child in self.spread(p, k)]
+
     def fork(self, path: Path, k: int) -> list[Path]:
         """k new paths from `path`, which stays as it is (strategies that sample in waves fork
         each wave from the root and keep it for the next)."""

@@ -46,7 +46,8 @@ def particle_filter(search: Search, config: SearchConfig):
         run.prune([p for p, c in zip(live, draws) if c == 0], "not drawn when resampling")
         dropped += draws.count(0)
         # prune first, then fork: the forks take the slots the dropped particles gave up
-        live = [child for p, c in zip(live, draws) if c for child in run.spread(p, c)]
+        kept = [(p, c) for p, c in zip(live, draws) if c]
+        live = run.spread_each([p for p, _ in kept], [c for _, c in kept])
     result = run.result(config.selection)
     result.saved = run.saved()  # the whole budget is spent: resampling only moves it
     result.notes.append(f"resampling dropped {dropped} partial paths for forks of better-scored ones")
