@@ -28,6 +28,8 @@ def candidate_record(c) -> dict:
            "tokens": c.tokens}
     if c.branch is not None:  # DVTS: its subtree (pools.subtrees)
         out["branch"] = c.branch
+    if c.repaired_from is not None:  # --repair: the answer the path stated
+        out["repaired_from"] = c.repaired_from
     return out
 
 

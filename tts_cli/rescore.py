@@ -22,14 +22,15 @@ from typing import Callable
 
 from .answers import answers_match
 from .results import ResultsError, ResultsFile, read_header, read_records
-from .search.common import aggregate, choose_answer, group_answers
+from .search.common import aggregate, choose_answer, group_answers, repair_candidates
 from .search.types import Candidate, SearchConfig
 from .verifiers.base import StepToScore
 
 RESCORABLE = ("majority", "best-of-n", "best_of_n")  # runs of independent paths
 
 
-def rescore_file(results: Path, out: Path, models, *, selection: str, aggregation: str, restart: bool = False,
+def rescore_file(results: Path, out: Path, models, *, selection: str, aggregation: str, repair: bool = False,
+                 restart: bool = False,
                  wait: bool = False, say: Callable[[str], None] | None = None,
                  on_record: Callable[[dict], None] | None = None) -> list[dict]:
     """Rescore every record of `results` into `out` (resumable); returns the new records.
@@ -50,7 +51,7 @@ def rescore_file(results: Path, out: Path, models, *, selection: str, aggregatio
             models = replace(models, policy=recorded)
     session = Session(models)
     run = {"rescored_from": {"file": Path(results).name, "run": source}, "verifier": session.verifier_identity(),
-           "selection": selection, "aggregation": aggregation}
+           "selection": selection, "aggregation": aggregation, **({"repair": True} if repair else {})}
     rf = ResultsFile(out, run, kind="grade", restart=restart, wait=wait, say=say, inputs=(results,))
     try:
         todo = [r for r in records if not rf.done(r["key"])]
@@ -65,7 +66,7 @@ def rescore_file(results: Path, out: Path, models, *, selection: str, aggregatio
         try:
             for key, rec in enumerate(todo):
                 new = rescore_record(rec, verifier, (key, 0), selection=selection, aggregation=aggregation,
-                                     verifier_name=session.verifier_name())
+                                     verifier_name=session.verifier_name(), repair=repair)
                 rf.write(new)
                 if on_record:
                     on_record(new)
@@ -85,9 +86,10 @@ def _spec(session) -> str:
 
 
 def rescore_record(rec: dict, verifier, key: tuple, *, selection: str, aggregation: str,
-                   verifier_name: str) -> dict:
+                   verifier_name: str, repair: bool = False) -> dict:
     """One record chosen again: its candidates' steps scored by `verifier` (as one search, the
-    steps of every candidate at a depth in one call), aggregated, and the answer chosen."""
+    steps of every candidate at a depth in one call), aggregated, repaired if asked (from the
+    answers the paths stated), and the answer chosen."""
     if rec.get("error") or not rec.get("candidates"):
         return {**rec}
     cands = rec["candidates"]
@@ -119,10 +121,12 @@ def rescore_record(rec: dict, verifier, key: tuple, *, selection: str, aggregati
     used = verifier.take_usage(key[0])
     candidates = [Candidate(node_id=i + 1, steps=c.get("steps") or [], step_scores=[s for s in scores[i] if s is not None],
                             score=aggregate([s for s in scores[i] if s is not None], aggregation),
-                            answer=c.get("answer"), answer_method=c.get("answer_method"),
+                            answer=c.get("repaired_from", c.get("answer")), answer_method=c.get("answer_method"),
                             finish_reason=c.get("finish_reason") or "", step_confidence=c.get("step_confidence") or [],
                             tokens=c.get("tokens"), branch=c.get("branch"))
                   for i, c in enumerate(cands)]
+    if repair:
+        repair_candidates(candidates, aggregation)
     votes = group_answers(candidates)
     answer = choose_answer(candidates, votes, selection)
     compute = dict(rec.get("compute") or {})
@@ -136,8 +140,9 @@ def rescore_record(rec: dict, verifier, key: tuple, *, selection: str, aggregati
     return {**rec, "answer": answer, "correct": answers_match(answer, reference) if reference is not None else None,
             "strategy": "best-of-n", "verifier": verifier_name, "votes": votes,
             "candidates": [candidate_record(c) for c in candidates], "compute": compute,
-            "config": {**(rec.get("config") or {}), "selection": selection, "aggregation": aggregation,
-                       "prm": verifier_name, "rescored": True}}
+            "config": {**{k: v for k, v in (rec.get("config") or {}).items() if k != "repair"}, "selection": selection,
+                       "aggregation": aggregation, "prm": verifier_name, "rescored": True,
+                       **({"repair": True} if repair else {})}}
 
 
 __all__ = ["RESCORABLE", "rescore_file", "rescore_record"]

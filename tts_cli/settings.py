@@ -24,7 +24,7 @@ from typing import Annotated, Optional
 
 from pydantic import Field, TypeAdapter, ValidationError
 
-from .search import STRATEGIES, SearchConfig
+from .search import STRATEGIES, USES_VERIFIER, SearchConfig
 from .search.types import NonNegative, Positive, Text, setting
 from .yamlfile import first_error
 
@@ -85,6 +85,10 @@ class RunSettings:
             self.search.validate(self.strategy)
         except ConfigError as e:
             raise SettingsError(str(e))
+        if self.search.repair and (self.models.prm != "arithmetic" or self.strategy not in USES_VERIFIER):
+            raise SettingsError("--repair: needs --prm arithmetic and a strategy that scores paths (its check "
+                                f"decides what a repaired path scores); got --prm {self.models.prm} with "
+                                f"--strategy {self.strategy}")
         if self.strategy == "auto" and self.search.profile:
             from .profile import Profile
             Profile.load(self.search.profile)  # fail early, with the file's name, on a bad profile

@@ -295,6 +295,8 @@ class Session:
         cfg = self.prepare(strategy, cfg)
         read = FIELDS_READ.get(strategy, set(asdict(cfg)))
         search = {k: v for k, v in asdict(cfg).items() if k in read and k != "profile"}
+        if not search.get("repair"):
+            search.pop("repair", None)  # as runs before --repair existed recorded it: a resume goes on
         out = {"strategy": strategy, **search, "context_per_path": self.context,
                "policy": file_identity(self.policy_path)}
         if strategy in USES_VERIFIER:

@@ -19,6 +19,9 @@ def rescore(
     out: Path = typer.Option(..., "--out", "-o", help="The rescored results file (resumable)."),
     selection: str = typer.Option("vote", "--selection", help="vote (PRM-Vote) or max (PRM-Max)."),
     aggregation: str = typer.Option("last", "--aggregation", help="Step scores to a path score: last, min, avg, prod."),
+    repair: bool = typer.Option(False, "--repair", help="With --prm arithmetic: a candidate whose only false fact is "
+                                "its last sum, whose stated result is its answer, answers the true result (as a "
+                                "live run with --repair does)."),
     **opts,
 ):
     """Choose the answers of a finished majority or Best-of-N run again with another verifier
@@ -28,15 +31,17 @@ def rescore(
       tts grade arith-test --out runs/maj16.jsonl --strategy majority --n 16 --prompt few-shot --max-steps 6 --max-step-tokens 64 --limit 8
       tts rescore runs/maj16.jsonl --prm arithmetic --out runs/maj16-arith.jsonl
       tts rescore runs/maj16.jsonl --prm arithmetic+confidence --selection max --out runs/maj16-ac.jsonl
+      tts rescore runs/maj16.jsonl --prm arithmetic --repair --out runs/maj16-repaired.jsonl
     """
     from ..grade import summarize
     from ..rescore import rescore_file
     from ..render import grade_summary_table
     try:
-        settings = build_run(None, opts, strategy="best-of-n", selection=selection, aggregation=aggregation)
+        settings = build_run(None, opts, strategy="best-of-n", selection=selection, aggregation=aggregation,
+                             repair=repair)
         batch = build_batch(opts)
         records = rescore_file(results, out, settings.models, selection=selection, aggregation=aggregation,
-                               restart=batch.restart, wait=batch.wait, say=say)
+                               repair=repair, restart=batch.restart, wait=batch.wait, say=say)
     except USER_ERRORS as e:
         fail(str(e))
     grade_summary_table(console, summarize(records), out)

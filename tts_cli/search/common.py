@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from ..engine import Sampling, Sequence, Step, derive_seed
 from ..engine.chat import few_shot_prompt, render_chat
 from ..answers import answers_match, extract_answer, has_boxed_answer
+from ..verifiers.arithmetic import repaired_answer
 from ..verifiers.base import StepToScore, Verifier
 from ..verifiers.confidence import mean_token_probability
 from .memo import StepMemo, child_key, draw_seed, root_key
@@ -378,9 +379,11 @@ class Run:
         """select: "majority" (most frequent), "vote" (PRM-Vote), "max" (PRM-Max), "single".
         The scheduler adds the search's compute when the search ends."""
         candidates = self.candidates()
+        notes = []
+        if self.config.repair and (k := repair_candidates(candidates, self.config.aggregation)):
+            notes.append(f"{k} candidates answer the corrected result of their last sum (--repair)")
         votes = group_answers(candidates)
         answer = choose_answer(candidates, votes, select)
-        notes = []
         if any(c.answer_method not in (None, "boxed") for c in candidates):
             notes.append("some candidates had no \\boxed{} answer: a fallback extraction was used")
         if self.verifier is not None:
@@ -388,6 +391,24 @@ class Run:
         return SearchResult(problem=self.problem, strategy=self.strategy, config=self.config.as_dict(),
                             answer=answer, candidates=candidates, tree=self.tree, votes=votes,
                             compute={}, verifier=getattr(self.verifier, "name", None), notes=notes)
+
+
+def repair_candidates(candidates: list[Candidate], aggregation: str) -> int:
+    """--repair with the arithmetic verifier: each candidate whose only false fact is its last
+    sum, whose stated result is its answer, answers the sum's true result instead, and scores as
+    the path with that sum written right would (its last step's path verdict is then "checked":
+    1.0). Returns how many were repaired; each keeps the answer it stated in `repaired_from`."""
+    repaired = 0
+    for c in candidates:
+        fixed = repaired_answer(c.steps, c.answer)
+        if fixed is None:
+            continue
+        c.repaired_from, c.answer = c.answer, fixed
+        if c.step_scores:
+            c.step_scores = c.step_scores[:-1] + [1.0]
+            c.score = aggregate(c.step_scores, aggregation)
+        repaired += 1
+    return repaired
 
 
 def group_answers(candidates: list[Candidate]) -> dict[str, dict]:

@@ -28,7 +28,7 @@ STRATEGIES = {
 # values stops), and ignores the rest (greedy CoT's answers do not depend on the temperature).
 _PATHS = {"max_steps", "max_step_tokens", "step_delimiter", "system_prompt", "prompt"}
 _SAMPLED = _PATHS | {"n", "temperature", "top_p", "top_k", "seed"}
-_SCORED = _SAMPLED | {"aggregation", "selection"}
+_SCORED = _SAMPLED | {"aggregation", "selection", "repair"}
 FIELDS_READ = {
     "cot": _PATHS,
     "majority": _SAMPLED,

@@ -63,6 +63,9 @@ class SearchConfig:
     selection: Literal["vote", "max"] = setting("vote", "vote (PRM-Vote: summed path scores per answer) or max "
                                                 "(PRM-Max: the best path).")
     lookahead: NonNegative = setting(0, "Beam search: greedy steps rolled out before a candidate is scored.")
+    repair: bool = setting(False, "With --prm arithmetic: a candidate whose only false fact is its last sum, whose "
+                                  "stated result is its answer, answers the true result instead (and counts as "
+                                  "checked); the stated answer is kept in the record.")
     seed: Seed = setting(0, "Random seed: the same seed gives the same answers; -1 draws one (and records it).")
     system_prompt: Text = setting(SYSTEM_PROMPT, "System prompt of chat prompts.", flag=False)
     # "chat": the model's chat template with the system prompt; "few-shot": worked examples in
@@ -166,6 +169,8 @@ class Candidate:
     # DVTS: the subtree the path grew in; any k of a run's N/M subtrees are a DVTS run at k*M
     # (pools.subtrees estimates smaller budgets from them)
     branch: int | None = None
+    # --repair: the answer the path stated, when the answer is the corrected result of its last sum
+    repaired_from: str | None = None
 
     @property
     def text(self) -> str:
