@@ -39,7 +39,8 @@ def args_limit(limit: list) -> int:
 
 
 RESCORE = [("arithmetic", "vote"), ("arithmetic", "max"), ("arithmetic+coverage", "vote"), ("arithmetic+coverage", "max"),
-           ("arithmetic+confidence", "vote"), ("confidence", "max"), ("confidence", "vote")]
+           ("arithmetic+confidence", "vote"), ("confidence", "max"), ("confidence", "vote"),
+           ("arithmetic --repair", "vote")]  # the last sum's slip corrected (tts rescore --repair)
 
 
 def tts(*args) -> float:
@@ -78,10 +79,10 @@ def family(data: str, n: int, out: Path, common: list[str], limit: list[str], li
     seconds = {"cot": tts("grade", data, "--out", cot, "--strategy", "cot", *common, *limit),
                "sample": tts("grade", data, "--out", pool, "--strategy", "best-of-n", "--n", n, "--prm", "confidence",
                              *common, *limit)}
-    live = out / f"{name}-bon{n}-{live_prm}-live.jsonl"  # on the first problems: the check, not the figures
+    live = out / f"{name}-bon{n}-{live_prm.replace(' --', '-')}-live.jsonl"  # on the first problems: the check, not the figures
     if live_check:
         seconds[f"live {live_prm}"] = tts("grade", data, "--out", live, "--strategy", "best-of-n", "--n", n, "--prm",
-                                          live_prm, *common, "--limit", min(args_limit(limit), live_check))
+                                          *live_prm.split(), *common, "--limit", min(args_limit(limit), live_check))
     flops = lambda r: r["compute"]["flops"]  # noqa: E731
     cots, pooled = read_records(cot), read_records(pool)
     rows = [row("CoT (greedy)", cots, lambda r: r["answer"], flops),
@@ -90,13 +91,17 @@ def family(data: str, n: int, out: Path, common: list[str], limit: list[str], li
                 lambda r: r["reference"] if any(answers_match(c["answer"], r["reference"]) for c in r["candidates"])
                 else None, flops)]
     for prm, selection in RESCORE:
-        path = out / f"{name}-rescore-{prm}-{selection}.jsonl"
-        seconds[f"rescore {prm} {selection}"] = tts("rescore", pool, "--prm", prm, "--selection", selection,
+        path = out / f"{name}-rescore-{prm.replace(' --', '-')}-{selection}.jsonl"
+        seconds[f"rescore {prm} {selection}"] = tts("rescore", pool, "--prm", *prm.split(), "--selection", selection,
                                                     "--out", path)
         rows.append(row(f"Best-of-N N={n}, {prm}, PRM-{selection.capitalize()}", read_records(path),
                         lambda r: r["answer"], flops))
+    repaired = read_records(out / f"{name}-rescore-arithmetic-repair-vote.jsonl")
+    rows.append(row(f"pass@{n} after --repair (a perfect verifier of the repaired answers)", repaired,
+                    lambda r: r["reference"] if any(answers_match(c["answer"], r["reference"]) for c in r["candidates"])
+                    else None, flops))
     lives = read_records(live) if live_check else []
-    rescored = {r["key"]: r["answer"] for r in read_records(out / f"{name}-rescore-{live_prm}-vote.jsonl")}
+    rescored = {r["key"]: r["answer"] for r in read_records(out / f"{name}-rescore-{live_prm.replace(' --', '-')}-vote.jsonl")}
     same = sum(rescored.get(r["key"]) == r["answer"] for r in lives)
     empty = sum(1 for r in pooled for c in r["candidates"] if not "".join(c["steps"]).strip())
     cands = sum(len(r["candidates"]) for r in pooled)
@@ -118,7 +123,8 @@ def main() -> None:
     ap.add_argument("--live-check", type=int, default=16,
                     help="problems on which a live Best-of-N search with --live-prm is compared with rescoring (0: none)")
     ap.add_argument("--live-prm", default="arithmetic", choices=sorted({p for p, _ in RESCORE}),
-                    help="the verifier of the live check (its PRM-Vote rescore is compared)")
+                    help="the verifier of the live check (its PRM-Vote rescore is compared); 'arithmetic --repair' "
+                         "checks --repair")
     args = ap.parse_args()
     common = ["--prompt", "few-shot", "--max-steps", "6", "--max-step-tokens", "64", "--temperature", args.temperature,
               "--context-per-path", "1024", *(["--policy", args.policy] if args.policy else [])]
