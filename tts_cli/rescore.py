@@ -30,8 +30,7 @@ RESCORABLE = ("majority", "best-of-n", "best_of_n")  # runs of independent paths
 
 
 def rescore_file(results: Path, out: Path, models, *, selection: str, aggregation: str, repair: bool = False,
-                 restart: bool = False,
-                 wait: bool = False, say: Callable[[str], None] | None = None,
+                 restart: bool = False, wait: bool = False, say: Callable[[str], None] | None = None,
                  on_record: Callable[[dict], None] | None = None) -> list[dict]:
     """Rescore every record of `results` into `out` (resumable); returns the new records.
     `models`: ModelSettings naming the verifier (--prm) and, for judge, the policy."""
