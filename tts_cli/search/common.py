@@ -145,18 +145,20 @@ class Run:
 
     def spread(self, path: Path, k: int) -> list[Path]:
         """k paths continuing `path`: the path itself and k-1 forks sharing its KV cache."""
-        if k < 1:
-            self.release([path])
-            return []
-        if k > 1 and path.owed and not self._memo_holds(path, k):
-            self.catch_up([path])  # once here rather than once in every fork
-        return [path] + [Path(seq, path.node, list(path.owed)) for seq in self.engine.fork(path.seq, k - 1)]
+        return self.spread_each([path], [k])
 
     def spread_each(self, paths: list[Path], ks: list[int]) -> list[Path]:
-        """`spread` of every path (paths[i] into ks[i]): the paths that must catch up on replayed
-        steps before forking do it in one prefill batch, not one batch each."""
+        """`spread` of every path (paths[i] into ks[i]; 0 releases it). A path that owes replayed
+        steps its forks would lack catches up first, once rather than once in every fork, and
+        all such paths together in one prefill batch."""
         self.catch_up([p for p, k in zip(paths, ks) if k > 1 and p.owed and not self._memo_holds(p, k)])
-        return [child for p, k in zip(paths, ks) for child in self.spread(p, k)]
+        out = []
+        for p, k in zip(paths, ks):
+            if k < 1:
+                self.release([p])
+                continue
+            out += [p] + [Path(seq, p.node, list(p.owed)) for seq in self.engine.fork(p.seq, k - 1)]
+        return out
 
     def fork(self, path: Path, k: int) -> list[Path]:
         """k new paths from `path`, which stays as it is (strategies that sample in waves fork
