@@ -139,9 +139,8 @@ def rescore_record(rec: dict, verifier, key: tuple, *, selection: str, aggregati
     return {**rec, "answer": answer, "correct": answers_match(answer, reference) if reference is not None else None,
             "strategy": "best-of-n", "verifier": verifier_name, "votes": votes,
             "candidates": [candidate_record(c) for c in candidates], "compute": compute,
-            "config": {**{k: v for k, v in (rec.get("config") or {}).items() if k != "repair"}, "selection": selection,
-                       "aggregation": aggregation, "prm": verifier_name, "rescored": True,
-                       **({"repair": True} if repair else {})}}
+            "config": {**(rec.get("config") or {}), "selection": selection, "aggregation": aggregation,
+                       "prm": verifier_name, "repair": repair, "rescored": True}}
 
 
 __all__ = ["RESCORABLE", "rescore_file", "rescore_record"]

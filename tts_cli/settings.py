@@ -26,6 +26,7 @@ from pydantic import Field, TypeAdapter, ValidationError
 
 from .search import STRATEGIES, USES_VERIFIER, SearchConfig
 from .search.types import NonNegative, Positive, Text, setting
+from .verifiers.arithmetic import ArithmeticVerifier
 from .yamlfile import first_error
 
 
@@ -85,7 +86,7 @@ class RunSettings:
             self.search.validate(self.strategy)
         except ConfigError as e:
             raise SettingsError(str(e))
-        if self.search.repair and (self.models.prm != "arithmetic" or self.strategy not in USES_VERIFIER):
+        if self.search.repair and (self.models.prm != ArithmeticVerifier.name or self.strategy not in USES_VERIFIER):
             raise SettingsError("--repair: needs --prm arithmetic and a strategy that scores paths (its check "
                                 f"decides what a repaired path scores); got --prm {self.models.prm} with "
                                 f"--strategy {self.strategy}")
