@@ -43,6 +43,17 @@ RESCORE = [("arithmetic", "vote"), ("arithmetic", "max"), ("arithmetic+coverage"
            ("arithmetic --repair", "vote")]  # the last sum's slip corrected (tts rescore --repair)
 
 
+def any_right(record: dict) -> str | None:
+    """pass@N's answer: the reference when some candidate has it (a perfect verifier's pick)."""
+    return record["reference"] if any(answers_match(c["answer"], record["reference"]) for c in record["candidates"]) \
+        else None
+
+
+def slug(prm: str) -> str:
+    """A verifier with its flags as a file-name part: "arithmetic --repair" -> "arithmetic-repair"."""
+    return prm.replace(" --", "-")
+
+
 def tts(*args) -> float:
     t0 = time.perf_counter()
     r = subprocess.run([sys.executable, "-m", "tts_cli", *map(str, args)], capture_output=True, text=True)
@@ -79,7 +90,7 @@ def family(data: str, n: int, out: Path, common: list[str], limit: list[str], li
     seconds = {"cot": tts("grade", data, "--out", cot, "--strategy", "cot", *common, *limit),
                "sample": tts("grade", data, "--out", pool, "--strategy", "best-of-n", "--n", n, "--prm", "confidence",
                              *common, *limit)}
-    live = out / f"{name}-bon{n}-{live_prm.replace(' --', '-')}-live.jsonl"  # on the first problems: the check, not the figures
+    live = out / f"{name}-bon{n}-{slug(live_prm)}-live.jsonl"  # on the first problems: the check, not the figures
     if live_check:
         seconds[f"live {live_prm}"] = tts("grade", data, "--out", live, "--strategy", "best-of-n", "--n", n, "--prm",
                                           *live_prm.split(), *common, "--limit", min(args_limit(limit), live_check))
@@ -88,20 +99,18 @@ def family(data: str, n: int, out: Path, common: list[str], limit: list[str], li
     rows = [row("CoT (greedy)", cots, lambda r: r["answer"], flops),
             row(f"majority N={n}", pooled, majority, flops),
             row(f"pass@{n} (a perfect verifier)", pooled,
-                lambda r: r["reference"] if any(answers_match(c["answer"], r["reference"]) for c in r["candidates"])
-                else None, flops)]
+                any_right, flops)]
     for prm, selection in RESCORE:
-        path = out / f"{name}-rescore-{prm.replace(' --', '-')}-{selection}.jsonl"
+        path = out / f"{name}-rescore-{slug(prm)}-{selection}.jsonl"
         seconds[f"rescore {prm} {selection}"] = tts("rescore", pool, "--prm", *prm.split(), "--selection", selection,
                                                     "--out", path)
         rows.append(row(f"Best-of-N N={n}, {prm}, PRM-{selection.capitalize()}", read_records(path),
                         lambda r: r["answer"], flops))
     repaired = read_records(out / f"{name}-rescore-arithmetic-repair-vote.jsonl")
     rows.append(row(f"pass@{n} after --repair (a perfect verifier of the repaired answers)", repaired,
-                    lambda r: r["reference"] if any(answers_match(c["answer"], r["reference"]) for c in r["candidates"])
-                    else None, flops))
+                    any_right, flops))
     lives = read_records(live) if live_check else []
-    rescored = {r["key"]: r["answer"] for r in read_records(out / f"{name}-rescore-{live_prm.replace(' --', '-')}-vote.jsonl")}
+    rescored = {r["key"]: r["answer"] for r in read_records(out / f"{name}-rescore-{slug(live_prm)}-vote.jsonl")}
     same = sum(rescored.get(r["key"]) == r["answer"] for r in lives)
     empty = sum(1 for r in pooled for c in r["candidates"] if not "".join(c["steps"]).strip())
     cands = sum(len(r["candidates"]) for r in pooled)
