@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import json
 import random
+import sys
 
 NAMES = ["Noor", "Kai", "Ines", "Omar", "Yuki", "Lars", "Zoe", "Ravi"]
 
@@ -74,8 +75,11 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=7)
     ap.add_argument("--exclude", nargs="*", default=[], help="JSONL files whose problems are left out")
     args = ap.parse_args()
-    taken = {json.loads(line)["problem"] for path in args.exclude
-             for line in open(path, encoding="utf-8") if line.strip()}
+    try:
+        taken = {json.loads(line)["problem"] for path in args.exclude
+                 for line in open(path, encoding="utf-8") if line.strip()}
+    except (OSError, ValueError, KeyError) as e:
+        sys.exit(f"error: --exclude: {e}")
     rng = random.Random(args.seed)
     written, i = 0, 0
     while written < args.n:

@@ -35,6 +35,8 @@ def rescore_file(results: Path, out: Path, models, *, selection: str, aggregatio
     """Rescore every record of `results` into `out` (resumable); returns the new records.
     `models`: ModelSettings naming the verifier (--prm) and, for judge, the policy."""
     from .solver import Session, open_verifier
+    if not Path(results).is_file():
+        raise ResultsError(f"{results}: no such file")
     header = read_header(results)
     if header is None:
         raise ResultsError(f"{results}: not a tts results file (no run header)")
