@@ -8,6 +8,9 @@ bootstrap intervals over problems and paired differences.
     python benchmarks/auto_heldout.py --out runs/heldout-smoke --calib-limit 6 --test-limit 3 \\
         --budgets 2,4 --n 4 --beam-widths 2 --aggregations last --max-steps 2 --max-step-tokens 16
 
+A second look at the same profile on problems no run has graded yet: `--test-skip 45` (after a
+`--test-limit 45` run) grades each test set from its 46th problem.
+
 Everything resumes: calibrate's runs and each grade run keep their results files in --out.
 Printed: the profile's own held-out check (calibrate's, on 30% of the calibration set), then per
 test set: auto, majority and the best fixed setting with their intervals, auto - majority and
@@ -75,8 +78,19 @@ def correct_by_id(path: Path) -> dict:
     return {r["id"]: float(bool(r.get("correct"))) for r in read_records(path) if not r.get("error")}
 
 
+def skipping(test_set: str, skip: int, out: Path) -> str:
+    """The test set without its first `skip` problems (a file in --out), or the set itself."""
+    if not skip:
+        return test_set
+    lines = [line for line in resolve_data(test_set).read_text(encoding="utf-8").splitlines() if line.strip()]
+    path = out / f"{Path(test_set).stem}-from{skip + 1}.jsonl"
+    path.write_text("\n".join(lines[skip:]) + "\n", encoding="utf-8")
+    return str(path)
+
+
 def compare_on(test_set: str, profile_path: Path, profile: Profile, args) -> dict:
     """auto, majority and the best fixed setting at N on one test set: accuracies and paired differences."""
+    test_set = skipping(test_set, args.test_skip, args.out)
     folder = args.out / Path(test_set).stem
     folder.mkdir(exist_ok=True)
     # the best fixed setting: the held-out check's (the best on the calibration problems at N)
@@ -111,6 +125,8 @@ def main() -> None:
     ap.add_argument("--calib-limit", type=int, default=None)
     ap.add_argument("--test-limit", type=int, default=None)
     ap.add_argument("--test-sets", default=",".join(TEST_SETS))
+    ap.add_argument("--test-skip", type=int, default=0,
+                    help="leave out each test set's first K problems (those an earlier --test-limit K run graded)")
     ap.add_argument("--budgets", default="4,8,16")
     ap.add_argument("--n", type=int, default=16, help="the budget auto, majority and the best fixed setting run at")
     ap.add_argument("--temperatures", default="0.3,0.7")

@@ -16,7 +16,8 @@ from tts_cli.difficulty_model import FEATURES, fit_difficulty_model, predict_bin
 from tts_cli.answers import answers_match
 from tts_cli.pools import (NO_ANSWER, Pool, PoolError, bootstrap_interval, choose_profile, choose_setting,
                            decision_bins, evaluate_profile_on_heldout, expected_accuracy, heldout_ids,
-                           paired_difference, pools_from_records, record_accuracies)
+                           paired_difference, pools_from_records, record_accuracies,
+                           simultaneous_differences)
 from tts_cli.search import SearchConfig, run_search
 from tts_cli.search.common import aggregate, choose_answer, group_answers
 from tts_cli.search.types import Candidate
@@ -229,8 +230,42 @@ def test_choice_keeps_the_default_on_noise_and_switches_on_a_clear_win():
     slight = [1, 1, 0, 0, 1, 0, 0, 0, 1, 0] * 3
     win = choose_setting(cell_for(majority, {"slight": slight, "clear": clear}), majority="majority_n8")
     assert win["setting"] == "clear" and win["rule"].startswith("beats default by 0.500 [")
-    assert win["difference"]["clearly_positive"] and win["level"] == pytest.approx(1 - 0.1 / 2)
+    assert win["difference"]["clearly_positive"] and win["level"] == 0.9 and win["simultaneous"]
+    assert win["critical"] > 1.6  # two settings: wider than one setting's own 90% interval
     json.dumps(win), yaml.safe_dump(win)  # plain types
+
+
+def test_many_settings_with_no_real_gain_rarely_beat_the_default():
+    # 30 settings, each as good as majority on average, differing from it by chance on 60
+    # problems: compared one by one, some setting clears its own 90% bound in most calibrations
+    rng = np.random.default_rng(11)
+    lucky_alone = lucky_together = 0
+    for _ in range(30):
+        majority = (rng.random(60) < 0.4).astype(float)
+        others = {f"s{k}": np.where(rng.random(60) < 0.3, (rng.random(60) < 0.4).astype(float), majority)
+                  for k in range(30)}
+        cell = cell_for(majority, others)
+        kw = dict(majority="majority_n8", resamples=1000)
+        lucky_alone += choose_setting(cell, adjust=False, **kw)["setting"] != "majority_n8"
+        lucky_together += choose_setting(cell, **kw)["setting"] != "majority_n8"
+    assert lucky_alone >= 15 and lucky_together <= 5
+
+
+def test_copies_of_a_setting_do_not_widen_the_intervals():
+    # a grid holds near-copies (one pool at two aggregations): twenty copies of a setting ask for
+    # the margin one does; Bonferroni would ask for z(1 - 0.1 / 40) = 3.0 spreads instead of 1.6
+    rng = np.random.default_rng(3)
+    base = (rng.random(80) < 0.3).astype(float)
+    better = np.maximum(base, (rng.random(80) < 0.25).astype(float))
+    one, critical_one = simultaneous_differences({"a": better}, base, seed=1, resamples=4000)
+    many, critical_many = simultaneous_differences({f"a{k}": better for k in range(20)}, base, seed=1,
+                                                   resamples=4000)
+    assert critical_many == pytest.approx(critical_one) and 1.5 < critical_one < 2.0
+    assert many["a7"].lo == pytest.approx(one["a"].lo) and one["a"].clearly_positive
+    alone = paired_difference(better, base, seed=1, resamples=4000)
+    assert abs(one["a"].lo - alone.lo) < 0.02  # one setting: about its own interval
+    same, _ = simultaneous_differences({"copy": base, "a": better}, base, resamples=1000)
+    assert (same["copy"].lo, same["copy"].hi) == (0.0, 0.0) and not same["copy"].clearly_positive
 
 
 def test_cot_is_the_default_when_it_is_as_good():

@@ -16,10 +16,12 @@ default by more than that noise (choice.py), and is checked on held-out problems
 from .choice import DEFAULT_MIN_PROBLEMS, choose_profile, choose_setting, decision_bins
 from .estimate import METHODS, TIES, Accuracy, expected_accuracy, problem_accuracy
 from .heldout import evaluate_profile_on_heldout, heldout_ids
-from .intervals import Difference, Interval, bootstrap_interval, paired_difference, stratified_interval
+from .intervals import (Difference, Interval, bootstrap_interval, paired_difference, simultaneous_differences,
+                        stratified_interval)
 from .pool import NO_ANSWER, Pool, PoolError, ProbePath, pools_from_records, record_accuracies
 
 __all__ = ["Accuracy", "DEFAULT_MIN_PROBLEMS", "Difference", "Interval", "METHODS", "NO_ANSWER", "Pool", "PoolError",
            "ProbePath", "TIES", "bootstrap_interval", "choose_profile", "choose_setting", "decision_bins",
            "evaluate_profile_on_heldout", "expected_accuracy", "heldout_ids", "paired_difference",
-           "pools_from_records", "problem_accuracy", "record_accuracies", "stratified_interval"]
+           "pools_from_records", "problem_accuracy", "record_accuracies", "simultaneous_differences",
+           "stratified_interval"]

@@ -5,10 +5,13 @@ that is mostly noise. Here a setting has to beat a default by more than the nois
 
 1. The default is majority vote at the budget, or CoT when CoT's mean accuracy on the cell's
    problems is at least majority's (as good, at one path's cost).
-2. Every other setting is compared with the default on the same problems (paired_difference).
-   A setting is a clear win when the lower bound of its interval is above zero. The level is
-   Bonferroni-adjusted for the number of settings compared (1 - (1 - level) / K): with a dozen
-   settings, one of them clears an unadjusted 90% bound by luck about half the time.
+2. Every other setting is compared with the default on the same problems (the problems every
+   setting has). A setting is a clear win when the lower bound of its interval is above zero.
+   The intervals hold for all settings compared together (intervals.simultaneous_differences, a
+   max-t bootstrap): with a few dozen settings, one of them clears an unadjusted 90% bound by
+   luck most of the time. Bonferroni (1 - (1 - level) / K) would guard too, but counts each of
+   the near-copies a grid holds (one pool at two aggregations) as a separate chance, and so asks
+   for a larger margin than the noise does.
 3. Among the clear wins the largest mean difference is chosen (equal ones: the first listed, so
    list cheaper settings first); with none, the default stays.
 
@@ -24,7 +27,7 @@ from typing import Collection, Hashable, Mapping
 import numpy as np
 
 from ..difficulty import BIN_NAMES
-from .intervals import DEFAULT_BOOTSTRAP, paired_difference
+from .intervals import DEFAULT_BOOTSTRAP, paired_difference, simultaneous_differences
 
 DEFAULT_MIN_PROBLEMS = 20
 PerProblem = Mapping[Hashable, float]  # problem id -> (expected) accuracy of one setting
@@ -36,7 +39,9 @@ def choose_setting(cell: Mapping[str, PerProblem], *, majority: str, cot: str | 
     """One cell: `cell` maps each candidate setting (majority and CoT among them) to its
     per-problem accuracies; `problems` limits the problems used. Returns a dict of plain types:
     setting, rule ("default" or "beats default by X [lo, hi]"), default, default_reason, level,
-    compared, problems, accuracy, default_accuracy, difference (or None) and accuracies."""
+    simultaneous (adjust), critical (the intervals' half-width in bootstrap spreads; None when
+    not adjusted), compared, problems, accuracy, default_accuracy, difference (or None) and
+    accuracies. adjust=False: each setting's own interval at `level`, not guarded against luck."""
     if majority not in cell:
         raise ValueError(f"the majority setting {majority!r} is not among the settings measured")
     ids = [i for i in cell[majority] if problems is None or i in problems]
@@ -57,21 +62,27 @@ def choose_setting(cell: Mapping[str, PerProblem], *, majority: str, cot: str | 
             default, reason = cot, (f"CoT is as good as majority ({values(cot, on).mean():.3f} vs "
                                     f"{values(majority, on).mean():.3f}) at one path's cost")
     challengers = [k for k in cell if k != default]
-    used_level = 1 - (1 - level) / len(challengers) if adjust and len(challengers) > 1 else level
+    on = [i for i in ids if all(i in cell[k] for k in cell)]
+    if not on:
+        raise ValueError("no problem that every setting was measured on: nothing to compare them on")
+    if adjust:
+        diffs, critical = simultaneous_differences({k: values(k, on) for k in challengers}, values(default, on),
+                                                   level=level, seed=seed, resamples=resamples)
+    else:  # each its own interval at `level`
+        diffs = {k: paired_difference(values(k, on), values(default, on), level=level, seed=seed,
+                                      resamples=resamples) for k in challengers}
+        critical = None
     best_key, best = None, None
     for key in challengers:
-        on = [i for i in ids if i in cell[key] and i in cell[default]]
-        if not on:
-            continue
-        d = paired_difference(values(key, on), values(default, on), level=used_level, seed=seed,
-                              resamples=resamples)
+        d = diffs[key]
         if d.clearly_positive and (best is None or d.mean > best.mean):
             best_key, best = key, d
     chosen = best_key or default
     rule = "default" if best is None else \
         f"beats default by {best.mean:.3f} [{best.lo:.3f}, {best.hi:.3f}]"
     return {"setting": chosen, "rule": rule, "default": default, "default_reason": reason,
-            "level": round(used_level, 6), "compared": len(challengers), "problems": len(ids),
+            "level": level, "simultaneous": adjust, "critical": None if critical is None else round(critical, 4),
+            "compared": len(challengers), "problems": len(on),
             "accuracy": round(mean_on(chosen), 4), "default_accuracy": round(mean_on(default), 4),
             "difference": best.as_dict() if best is not None else None,
             "accuracies": {k: round(mean_on(k), 4) for k in cell}}

@@ -4,12 +4,19 @@ Percentile bootstrap: resample the problems with replacement B times, take the m
 resample; the interval at level L is the (1-L)/2 and (1+L)/2 quantiles of those means. For two
 settings on the SAME problems, bootstrap the per-problem differences a_i - b_i: the problems'
 own difficulty cancels, which makes the paired interval far narrower than two separate ones.
+
+Many settings against one default (a profile's choice): a setting that clears its own 90%
+interval by luck is likely among dozens, so `simultaneous_differences` widens every interval by
+one critical value that holds for all of them together (the max-t bootstrap): the same resamples
+of problems for every setting, each difference standardized by its bootstrap spread, and the
+critical value the level-quantile of the largest of them. Near-copies of one setting (the same
+pool at two aggregations) move together and count about once, where Bonferroni counts each.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Sequence
+from typing import Mapping, Sequence
 
 import numpy as np
 
@@ -79,6 +86,44 @@ def paired_difference(a: Sequence[float], b: Sequence[float], level: float = 0.9
     d = _check(a - b, level)
     lo, hi = np.quantile(bootstrap_means(d, resamples, seed), [(1 - level) / 2, (1 + level) / 2])
     return Difference(mean=float(d.mean()), lo=float(lo), hi=float(hi), level=level, problems=len(d))
+
+
+def simultaneous_differences(challengers: Mapping[str, Sequence[float]], base: Sequence[float], level: float = 0.9,
+                             seed: int = 0, resamples: int = DEFAULT_BOOTSTRAP) -> tuple[dict[str, Difference], float]:
+    """mean(c - base) for every challenger c (per-problem values on the same problems, in the same
+    order), with intervals that hold together at `level`: each is mean +- critical * spread, where
+    spread is the bootstrap standard deviation of that mean and critical the level-quantile of
+    max_k |mean*_k - mean_k| / spread_k over resamples shared by all challengers. Returns
+    ({key: Difference}, critical). A challenger equal to base on every problem plus a constant has
+    no spread: its interval is that constant alone."""
+    base = _check(base, level)
+    keys = list(challengers)
+    if not keys:
+        return {}, 0.0
+    diffs = np.array([np.asarray(challengers[k], dtype=float) - base for k in keys])
+    if diffs.shape[1] != len(base):
+        raise ValueError("simultaneous differences need every challenger on the same problems as the base")
+    n = len(base)
+    means = diffs.mean(axis=1)
+    rng = np.random.default_rng(seed)
+    rows = max(1, _CHUNK // n)
+    resampled = []  # resample x challenger: the mean difference on that resample of problems
+    for start in range(0, resamples, rows):
+        take = min(rows, resamples - start)
+        picks = rng.integers(0, n, size=(take, n)) + n * np.arange(take)[:, None]
+        counts = np.bincount(picks.ravel(), minlength=take * n).reshape(take, n)
+        resampled.append(counts @ diffs.T / n)
+    resampled = np.concatenate(resampled)
+    spread = resampled.std(axis=0)
+    varies = spread > 1e-12
+    critical = 0.0
+    if varies.any():
+        t = np.abs(resampled[:, varies] - means[varies]) / spread[varies]
+        critical = float(np.quantile(t.max(axis=1), level))
+    out = {k: Difference(mean=float(m), lo=float(m - critical * s), hi=float(m + critical * s), level=level,
+                         problems=n)
+           for k, m, s in zip(keys, means, np.where(varies, spread, 0.0))}
+    return out, critical
 
 
 def stratified_interval(strata: Sequence[tuple[float, Sequence[float]]], level: float = 0.9, seed: int = 0,
