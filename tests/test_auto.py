@@ -11,6 +11,7 @@ from tts_cli.datasets import Problem
 from tts_cli.difficulty import Bins, agreement
 from tts_cli.profile import Choice, Profile, ProfileError
 from tts_cli.search import Candidate, SearchConfig, SearchResult, run_search
+from tts_cli.render import short_rule
 
 
 def fake_result(answer, flops, candidate_answers=(), scores=None):
@@ -138,6 +139,8 @@ def test_a_setting_one_problem_better_stays_default_and_a_clear_win_switches(tmp
     assert clear.default == "cot_n1" and clear.difference["lo"] > 0  # CoT, as good as majority (both 0), is the default
     noise = chosen[("hard", 2)]
     assert noise.setting == "cot_n1" and noise.rule == "default"
+    # what a win would have needed on these 12 problems: at least the one problem in 12 it gained
+    assert 0.083 <= noise.margin < 1 and short_rule(noise.rule, noise.margin).startswith("default (a win needed +")
     assert noise.strategy == "cot" and profile.lookup("hard", 2).settings() == {"strategy": "cot", "n": 2}
     easy = chosen[("easy", 4)]
     assert easy.setting == "majority_n4" and easy.rule == "default" and easy.interval == [1.0, 1.0]

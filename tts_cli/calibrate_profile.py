@@ -248,7 +248,7 @@ def choice_of(decided: dict, m: Measured, calib: list, bin_of: dict, options: Op
                   temperature=s.temperature, stop_threshold=s.stop_threshold, pass_at_n=None if m.pass_at_n is None else float(m.pass_at_n),
                   setting=s.key, rule=decided["rule"], default=decided["default"],
                   interval=[round(float(interval.lo), 4), round(float(interval.hi), 4)],
-                  difference=decided["difference"])
+                  difference=decided["difference"], margin=decided["margin"])
 
 
 def estimate_rows(measured: Measurements, calib: list, options: Options) -> list[dict]:

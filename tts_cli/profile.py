@@ -52,6 +52,8 @@ class Choice:
     default: Optional[str] = None  # the default it was compared with (majority at the budget, or CoT)
     interval: Optional[list[Share]] = None  # [lo, hi]: bootstrap interval of `accuracy` over the problems
     difference: Optional[dict] = None  # chosen - default on the same problems (mean, lo, hi), when it switched
+    # the gain over the default a typical setting needed on these problems to count (None: older profiles)
+    margin: Optional[Annotated[float, Field(ge=0.0, allow_inf_nan=False)]] = None
 
     def settings(self) -> dict:
         """Search options that reproduce this choice."""

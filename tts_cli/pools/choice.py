@@ -40,8 +40,9 @@ def choose_setting(cell: Mapping[str, PerProblem], *, majority: str, cot: str | 
     per-problem accuracies; `problems` limits the problems used. Returns a dict of plain types:
     setting, rule ("default" or "beats default by X [lo, hi]"), default, default_reason, level,
     simultaneous (adjust), critical (the intervals' half-width in bootstrap spreads; None when
-    not adjusted), compared, problems, accuracy, default_accuracy, difference (or None) and
-    accuracies. adjust=False: each setting's own interval at `level`, not guarded against luck."""
+    not adjusted), compared, problems, margin (the gain over the default a typical setting
+    needed to count as beyond the noise: the median half-width of the intervals), accuracy,
+    default_accuracy, difference (or None) and accuracies. adjust=False: each setting's own interval at `level`, not guarded against luck."""
     if majority not in cell:
         raise ValueError(f"the majority setting {majority!r} is not among the settings measured")
     ids = [i for i in cell[majority] if problems is None or i in problems]
@@ -77,12 +78,17 @@ def choose_setting(cell: Mapping[str, PerProblem], *, majority: str, cot: str | 
         d = diffs[key]
         if d.clearly_positive and (best is None or d.mean > best.mean):
             best_key, best = key, d
+    # what a win needed here: the interval's half-width for a typical setting (the noise the
+    # problems leave; a user reading "default" learns how much more a setting had to gain)
+    half_widths = [d.hi - d.mean for d in diffs.values() if d.hi > d.mean]
+    margin = float(np.median(half_widths)) if half_widths else None
     chosen = best_key or default
     rule = "default" if best is None else \
         f"beats default by {best.mean:.3f} [{best.lo:.3f}, {best.hi:.3f}]"
     return {"setting": chosen, "rule": rule, "default": default, "default_reason": reason,
             "level": level, "simultaneous": adjust, "critical": None if critical is None else round(critical, 4),
             "compared": len(challengers), "problems": len(on),
+            "margin": None if margin is None else round(margin, 4),
             "accuracy": round(mean_on(chosen), 4), "default_accuracy": round(mean_on(default), 4),
             "difference": best.as_dict() if best is not None else None,
             "accuracies": {k: round(mean_on(k), 4) for k in cell}}
