@@ -128,7 +128,7 @@ def profile_report(console: Console, profile, title: str | None = None) -> None:
     for c in profile.choices:
         accuracy = f"{c.accuracy:.0%}" + (f" ({c.interval[0]:.0%}-{c.interval[1]:.0%})" if c.interval else "")
         table.add_row(c.bin, str(c.budget), c.describe(), accuracy, fmt(c.pass_at_n, "{:.0%}"), f"{c.flops:.2g}",
-                      str(c.problems), short_rule(c.rule, c.margin))
+                      str(c.problems), short_rule(c.rule, c.margin if c.difference is None else None))
     console.print(table)
     meta = profile.meta
     if "calibration_problems" in meta:
@@ -142,16 +142,15 @@ def profile_report(console: Console, profile, title: str | None = None) -> None:
 
 
 def short_rule(rule: str | None, margin: float | None = None) -> str:
-    """A choice's rule in a table cell; the full one is in the profile. A kept default says what
-    a win needed (margin: the noise on those problems)."""
+    """A choice's rule in a table cell; the full one is in the profile. margin (given for a kept
+    default): what a win would have needed on those problems, the noise."""
     if rule is None:
         return "best measured (v1)"
     if rule.startswith("beats default by "):
         return "beats default by " + rule.split()[3]
-    if rule == "default" and margin is not None:
-        return f"default (a win needed +{margin:.0%})"
-    return rule.replace("bin too small: merged with ", "small bin, with ").replace(
+    short = rule.replace("bin too small: merged with ", "small bin, with ").replace(
         "bin too small: all-problem choice", "small bin, all problems")
+    return short + (f" (a win needed +{margin:.0%})" if margin is not None else "")
 
 
 def difficulty_model_lines(profile) -> list[str]:

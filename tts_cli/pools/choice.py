@@ -42,7 +42,8 @@ def choose_setting(cell: Mapping[str, PerProblem], *, majority: str, cot: str | 
     simultaneous (adjust), critical (the intervals' half-width in bootstrap spreads; None when
     not adjusted), compared, problems, margin (the gain over the default a typical setting
     needed to count as beyond the noise: the median half-width of the intervals), accuracy,
-    default_accuracy, difference (or None) and accuracies. adjust=False: each setting's own interval at `level`, not guarded against luck."""
+    default_accuracy, difference (or None) and accuracies. adjust=False: each setting gets its
+    own interval at `level`, not guarded against luck."""
     if majority not in cell:
         raise ValueError(f"the majority setting {majority!r} is not among the settings measured")
     ids = [i for i in cell[majority] if problems is None or i in problems]
