@@ -9,7 +9,8 @@ bootstrap intervals over problems and paired differences.
         --budgets 2,4 --n 4 --beam-widths 2 --aggregations last --max-steps 2 --max-step-tokens 16
 
 A second look at the same profile on problems no run has graded yet: `--test-skip 45` (after a
-`--test-limit 45` run) grades each test set from its 46th problem.
+`--test-limit 45` run in the same --out) grades each test set from its 46th problem, then reports
+each set also with its first 45, and every set together.
 
 Everything resumes: calibrate's runs and each grade run keep their results files in --out.
 Printed: the profile's own held-out check (calibrate's, on 30% of the calibration set), then per
@@ -89,9 +90,10 @@ def skipping(test_set: str, skip: int, out: Path) -> str:
 
 
 def compare_on(test_set: str, profile_path: Path, profile: Profile, args) -> dict:
-    """auto, majority and the best fixed setting at N on one test set: accuracies and paired differences."""
-    test_set = skipping(test_set, args.test_skip, args.out)
-    folder = args.out / Path(test_set).stem
+    """auto, majority and the best fixed setting at N on one test set: name -> {problem id: right}.
+    With --test-skip K, also the first K's runs when an earlier look left them in --out."""
+    graded = skipping(test_set, args.test_skip, args.out)
+    folder = args.out / Path(graded).stem
     folder.mkdir(exist_ok=True)
     # the best fixed setting: the held-out check's (the best on the calibration problems at N)
     row = next((r for r in profile.heldout.get("budgets", []) if r["budget"] == args.n), None)
@@ -102,20 +104,39 @@ def compare_on(test_set: str, profile_path: Path, profile: Profile, args) -> dic
     runs = {"auto": ["--strategy", "auto", "--n", str(args.n), "--profile", str(profile_path)],
             "majority": setting_flags(majority), f"best fixed ({best_key})": setting_flags(best["settings"])}
     limit = ["--limit", str(args.test_limit)] if args.test_limit else []
-    results = {}
+    results, earlier = {}, {}
     for name, flags in runs.items():
         out = folder / (name.split(" ")[0] + ".jsonl")
-        tts("grade", test_set, "--out", out, *flags, *search_flags(args), *limit)
+        tts("grade", graded, "--out", out, *flags, *search_flags(args), *limit)
         results[name] = correct_by_id(out)
+        first = args.out / Path(test_set).stem / out.name
+        if args.test_skip and first.exists():
+            earlier[name] = correct_by_id(first)
+    return {"test_set": graded, "results": results, "earlier": earlier if len(earlier) == len(runs) else None}
+
+
+def summary(label: str, results: dict, n: int) -> dict:
+    """Accuracies with intervals and the paired differences (auto - majority, auto - best fixed)
+    on the problems every run has; results: name -> {problem: right}, names as compare_on's."""
     ids = sorted(set.intersection(*(set(r) for r in results.values())))
     values = {name: [r[i] for i in ids] for name, r in results.items()}
-    auto, maj, fixed = values["auto"], values["majority"], values[f"best fixed ({best_key})"]
-    return {"test_set": test_set, "n": args.n, "problems": len(ids),
+    auto, maj, fixed = values["auto"], values["majority"], next(v for k, v in values.items() if k.startswith("best"))
+    return {"test_set": label, "n": n, "problems": len(ids),
             "accuracy": {name: bootstrap_interval(v).as_dict() for name, v in values.items()},
             "auto_minus_majority": paired_difference(auto, maj).as_dict(),
             "auto_minus_best_fixed": paired_difference(auto, fixed).as_dict(),
             "goals": {"auto_not_below_majority": paired_difference(auto, maj).hi >= 0,
                       "auto_within_best_fixed_interval": sum(auto) / len(auto) >= bootstrap_interval(fixed).lo}}
+
+
+def pooled(looks: list[dict]) -> dict:
+    """Several looks' results as one: problems keyed by (look, id), so ids may repeat across sets.
+    Names are matched by position (each set's best fixed setting may differ)."""
+    out: dict = {}
+    for k, look in enumerate(looks):
+        for j, (name, by_id) in enumerate(look.items()):
+            out.setdefault(["auto", "majority", "best fixed"][j], {}).update({(k, i): v for i, v in by_id.items()})
+    return out
 
 
 def main() -> None:
@@ -144,8 +165,16 @@ def main() -> None:
         *search_flags(args), *(["--limit", str(args.calib_limit)] if args.calib_limit else []))
     profile = Profile.load(profile_path)
     print("\n".join(heldout_lines(profile)))
-    report = {"profile": str(profile_path), "heldout_check": profile.heldout,
-              "test_sets": [compare_on(t, profile_path, profile, args) for t in args.test_sets.split(",")]}
+    looks = [compare_on(t, profile_path, profile, args) for t in args.test_sets.split(",")]
+    sets = [summary(look["test_set"], look["results"], args.n) for look in looks]
+    for look in looks:  # this look and the earlier one on the same set, as one set
+        if look["earlier"]:
+            sets.append(summary(f"{look['test_set']} with its first {args.test_skip}",
+                                pooled([look["earlier"], look["results"]]), args.n))
+    if len(looks) > 1:
+        every = [look["results"] for look in looks] + [look["earlier"] for look in looks if look["earlier"]]
+        sets.append(summary("every test set together", pooled(every), args.n))
+    report = {"profile": str(profile_path), "heldout_check": profile.heldout, "test_sets": sets}
     (args.out / "auto_heldout.json").write_text(json.dumps(report, indent=1))
     for t in report["test_sets"]:
         print(f"{t['test_set']} ({t['problems']} problems, N={t['n']}):")
