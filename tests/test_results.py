@@ -351,3 +351,25 @@ def test_a_ctrl_c_during_a_write_lands_after_the_record_is_on_disk_and_counted(t
     finally:
         signal.signal(signal.SIGINT, before)
     assert f.written == 1 and [r["key"] for r in read_records(out)] == ["a:1"]
+
+
+def test_an_auto_run_resumes_after_calibrate_saves_the_same_choices_again(tiny_model, tmp_path):
+    # calibrate resumed rewrites its profile (a new `created`, new held-out figures) with the same
+    # choices: auto's answers do not change, so its results file goes on; another choice does not
+    profile = tmp_path / "p.yaml"
+    choices = "".join(f"  - {{bin: {b}, budget: 2, strategy: majority, accuracy: 0.5, flops: 1.0, problems: 4}}\n"
+                      for b in ("easy", "medium", "hard"))
+    profile.write_text("tts_profile: 2\ncreated: '2026-01-01T00:00:00+00:00'\nchoices:\n" + choices)
+    data, out = problems(tmp_path, 2), tmp_path / "r.jsonl"
+    auto = ("grade", data, "--out", out, "--policy", tiny_model, "--strategy", "auto", "--n", "2",
+            "--profile", profile, *FAST)
+    first = tts(*auto, "--limit", "1")
+    assert first.exit_code == 0, first.output
+    profile.write_text("tts_profile: 2\ncreated: '2026-02-02T00:00:00+00:00'\nchoices:\n"
+                       + choices.replace("accuracy: 0.5", "accuracy: 0.6") + "heldout: {share: 0.3}\n")
+    again = tts(*auto)
+    assert again.exit_code == 0, again.output
+    assert len(read_records(out)) == 2
+    profile.write_text("tts_profile: 2\nchoices:\n" + choices.replace("hard, budget: 2, strategy: majority",
+                                                                      "hard, budget: 2, strategy: cot"))
+    one_line_error(tts(*auto), "belongs to another run", "profile", "--restart")

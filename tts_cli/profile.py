@@ -97,6 +97,19 @@ class Profile:
         below = [c for c in mine if c.budget < budget]
         return max(below, key=lambda c: c.budget) if below else min(mine, key=lambda c: c.budget)
 
+    def decisions_digest(self) -> str:
+        """A hash of what `auto` reads from this profile: the policy and verifier it was made for,
+        the bins, each choice's setting and the difficulty models. A profile saved again with the
+        same decisions (another `created`, new estimates or held-out figures, calibrate resumed)
+        keeps its digest, so a results file made with it resumes."""
+        import hashlib
+        import json
+        data = {"policy": Path(str(self.policy.get("file", ""))).name, "prm": self.prm or None,
+                "bins": self.bins.as_dict(), "difficulty_models": self.difficulty_models,
+                "choices": sorted(([c.bin, c.budget, c.settings()] for c in self.choices), key=lambda c: c[:2])}
+        text = json.dumps(data, sort_keys=True, default=str)
+        return hashlib.sha256(text.encode("utf-8")).hexdigest()[:16]
+
     def made_for(self, policy_file: str, prm: str | None) -> bool:
         return Path(self.policy.get("file", "")).name == Path(policy_file).name and (self.prm or None) == (prm or None)
 

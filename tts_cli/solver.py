@@ -289,8 +289,8 @@ class Session:
 
     def identity(self, strategy: str, cfg: SearchConfig) -> dict:
         """What a results file's header records of a run: everything that changes its answers
-        (the strategy, every search setting it reads, the models by file name and size, auto's
-        profile by content), and nothing that does not (threads, concurrency, Ray)."""
+        (the strategy, every search setting it reads, the models by file name and size, the
+        decisions auto reads from its profile), and nothing that does not (threads, concurrency, Ray)."""
         from .search.strategies import FIELDS_READ
         cfg = self.prepare(strategy, cfg)
         read = FIELDS_READ.get(strategy, set(asdict(cfg)))
@@ -302,7 +302,7 @@ class Session:
         if strategy in USES_VERIFIER:
             out["verifier"] = self.verifier_identity()
         if strategy == "auto":
-            out["profile"] = file_identity(Path(cfg.profile), content=True) if cfg.profile else None
+            out["profile"] = profile_identity(Path(cfg.profile)) if cfg.profile else None
         return out
 
     def verifier_identity(self) -> dict:
@@ -334,6 +334,17 @@ def file_identity(path: Path, content: bool = False) -> dict:
     except OSError:
         pass
     return out
+
+
+def profile_identity(path: Path) -> dict:
+    """auto's profile as a results header names it: its name and a hash of the decisions auto
+    reads from it (Profile.decisions_digest), not of its bytes: calibrate saving the same choices
+    again (a new `created`, new held-out figures) leaves a run's file that run's."""
+    from .profile import Profile, ProfileError
+    try:
+        return {"file": path.name, "decisions_sha256": Profile.load(path).decisions_digest()}
+    except ProfileError:  # reported where auto loads it; the header names the file's bytes
+        return file_identity(path, content=True)
 
 
 def solve_text(settings: RunSettings, text: str, on_event=None):
