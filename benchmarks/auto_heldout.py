@@ -16,8 +16,11 @@ Everything resumes: calibrate's runs and each grade run keep their results files
 Printed: the profile's own held-out check (calibrate's, on 30% of the calibration set), then per
 test set: auto, majority and the best fixed setting with their intervals, auto - majority and
 auto - best fixed on the same problems; the goals: auto never below majority (the difference's
-interval not all below 0) and auto's accuracy not below the lower end of the best fixed setting's
-interval on the same problems.
+interval not all below 0), auto's accuracy not below the lower end of the best fixed setting's
+interval on the same problems, and the profile's predicted accuracy (the held-out check's, at N)
+agreeing with auto's realized one: the interval of their difference (the two half-widths in
+quadrature: independent problems) holds 0; whether the predicted mean lies inside the realized
+interval is reported too.
 """
 
 from __future__ import annotations
@@ -115,18 +118,31 @@ def compare_on(test_set: str, profile_path: Path, profile: Profile, args) -> dic
     return {"test_set": graded, "results": results, "earlier": earlier if len(earlier) == len(runs) else None}
 
 
-def summary(label: str, results: dict, n: int) -> dict:
+def summary(label: str, results: dict, n: int, predicted: dict | None = None) -> dict:
     """Accuracies with intervals and the paired differences (auto - majority, auto - best fixed)
-    on the problems every run has; results: name -> {problem: right}, names as compare_on's."""
+    on the problems every run has; results: name -> {problem: right}, names as compare_on's.
+    predicted: the held-out check's prediction for the profile at N (mean, lo, hi), set against
+    auto's realized accuracy here."""
     ids = sorted(set.intersection(*(set(r) for r in results.values())))
     values = {name: [r[i] for i in ids] for name, r in results.items()}
     auto, maj, fixed = values["auto"], values["majority"], next(v for k, v in values.items() if k.startswith("best"))
-    return {"test_set": label, "n": n, "problems": len(ids),
-            "accuracy": {name: bootstrap_interval(v).as_dict() for name, v in values.items()},
-            "auto_minus_majority": paired_difference(auto, maj).as_dict(),
-            "auto_minus_best_fixed": paired_difference(auto, fixed).as_dict(),
-            "goals": {"auto_not_below_majority": paired_difference(auto, maj).hi >= 0,
-                      "auto_within_best_fixed_interval": sum(auto) / len(auto) >= bootstrap_interval(fixed).lo}}
+    realized = bootstrap_interval(auto)
+    out = {"test_set": label, "n": n, "problems": len(ids),
+           "accuracy": {name: bootstrap_interval(v).as_dict() for name, v in values.items()},
+           "auto_minus_majority": paired_difference(auto, maj).as_dict(),
+           "auto_minus_best_fixed": paired_difference(auto, fixed).as_dict(),
+           "goals": {"auto_not_below_majority": paired_difference(auto, maj).hi >= 0,
+                     "auto_within_best_fixed_interval": realized.mean >= bootstrap_interval(fixed).lo}}
+    if predicted:
+        # two independent estimates (calibration problems, these problems): the difference's
+        # half-width is their half-widths in quadrature (a normal approximation)
+        half = ((predicted["hi"] - predicted["lo"]) ** 2 + (realized.hi - realized.lo) ** 2) ** 0.5 / 2
+        gap = realized.mean - predicted["mean"]
+        out["realized_minus_predicted"] = {"mean": round(gap, 4), "lo": round(gap - half, 4),
+                                           "hi": round(gap + half, 4),
+                                           "predicted_inside_realized": realized.lo <= predicted["mean"] <= realized.hi}
+        out["goals"]["predicted_agrees_with_realized"] = gap - half <= 0 <= gap + half
+    return out
 
 
 def pooled(looks: list[dict]) -> dict:
@@ -166,21 +182,25 @@ def main() -> None:
     profile = Profile.load(profile_path)
     print("\n".join(heldout_lines(profile)))
     looks = [compare_on(t, profile_path, profile, args) for t in args.test_sets.split(",")]
-    sets = [summary(look["test_set"], look["results"], args.n) for look in looks]
+    row = next((r for r in profile.heldout.get("budgets", []) if r["budget"] == args.n), None)
+    predicted = row["profile"]["predicted"] if row else None
+    sets = [summary(look["test_set"], look["results"], args.n, predicted) for look in looks]
     for look in looks:  # this look and the earlier one on the same set, as one set
         if look["earlier"]:
             sets.append(summary(f"{look['test_set']} with its first {args.test_skip}",
-                                pooled([look["earlier"], look["results"]]), args.n))
+                                pooled([look["earlier"], look["results"]]), args.n, predicted))
     if len(looks) > 1:
         every = [look["results"] for look in looks] + [look["earlier"] for look in looks if look["earlier"]]
-        sets.append(summary("every test set together", pooled(every), args.n))
+        sets.append(summary("every test set together", pooled(every), args.n, predicted))
     report = {"profile": str(profile_path), "heldout_check": profile.heldout, "test_sets": sets}
     (args.out / "auto_heldout.json").write_text(json.dumps(report, indent=1))
     for t in report["test_sets"]:
         print(f"{t['test_set']} ({t['problems']} problems, N={t['n']}):")
         for name, iv in t["accuracy"].items():
             print(f"  {name:40} {iv['mean']:.1%} [{iv['lo']:.1%}, {iv['hi']:.1%}]")
-        for key in ("auto_minus_majority", "auto_minus_best_fixed"):
+        for key in ("auto_minus_majority", "auto_minus_best_fixed", "realized_minus_predicted"):
+            if key not in t:
+                continue
             d = t[key]
             print(f"  {key:40} {d['mean']:+.1%} [{d['lo']:+.1%}, {d['hi']:+.1%}]")
         print(f"  goals: {t['goals']}")
