@@ -87,6 +87,8 @@ def skipping(test_set: str, skip: int, out: Path) -> str:
     if not skip:
         return test_set
     lines = [line for line in resolve_data(test_set).read_text(encoding="utf-8").splitlines() if line.strip()]
+    if skip >= len(lines):
+        sys.exit(f"--test-skip {skip}: {test_set} has only {len(lines)} problems")
     path = out / f"{Path(test_set).stem}-from{skip + 1}.jsonl"
     path.write_text("\n".join(lines[skip:]) + "\n", encoding="utf-8")
     return str(path)
@@ -176,6 +178,8 @@ def main() -> None:
     args = ap.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
     profile_path = args.out / "profile.yaml"
+    for t in args.test_sets.split(","):  # a --test-skip past a set's end stops before calibrating
+        skipping(t, args.test_skip, args.out)
     tts("calibrate", calibration_set(args), "--out", profile_path, "--budgets", args.budgets, "--temperatures",
         args.temperatures, "--beam-widths", args.beam_widths, "--aggregations", args.aggregations,
         *search_flags(args), *(["--limit", str(args.calib_limit)] if args.calib_limit else []))
