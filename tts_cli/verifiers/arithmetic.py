@@ -981,17 +981,18 @@ def repaired_answer(steps: list[str], answer: str | None) -> str | None:
     right than right ones wrong; docs/measurements.md.)"""
     if answer is None or len(answer) > MAX_ANSWER_CHARS:
         return None
-    stated = [f for step in steps for f in facts(step)]
-    if not stated:
+    # one false fact in all: the steps' verdicts, cached when the verifier scored them live
+    if sum(step_verdict(step).false for step in steps) != 1:
         return None
-    verdicts = [check(f) for f in stated]
-    last = stated[-1]
-    if verdicts[-1] is not False or verdicts.count(False) != 1 or last.relation != "=":
+    last = next((stated[-1] for stated in map(facts, reversed(steps)) if stated), None)
+    if last is None or last.relation != "=" or check(last) is not False:
+        return None
+    answer_expr = _parse_side(_tokens(_prepare(answer)))
+    if answer_expr is None:
         return None
     try:
-        answer_expr = _Parser(_tokens(_prepare(answer))).parse()
         left, right, value = _evaluate(last.left_expr), _evaluate(last.right_expr), _evaluate(answer_expr)
-    except (NotAFact, Unknown, ArithmeticError, ValueError, TypeError):
+    except (Unknown, ArithmeticError, ValueError, TypeError):
         return None
     if value != right or not getattr(left, "is_Rational", False):
         return None
