@@ -57,10 +57,12 @@ class Difference(Interval):
 
 
 def bootstrap_means(values: Sequence[float], resamples: int, seed: int) -> np.ndarray:
-    """Means of `resamples` resamples (with replacement) of `values`."""
+    """Means of `resamples` resamples (with replacement) of `values`: one per problem, or a row
+    per problem of several settings' values (then each resample is one draw of problems for all
+    of them, and a row of means comes back per resample)."""
     values = np.asarray(values, dtype=float)
     rng = np.random.default_rng(seed)
-    rows = max(1, _CHUNK // max(1, len(values)))
+    rows = max(1, _CHUNK // max(1, values.size))
     out = []
     for start in range(0, resamples, rows):
         take = min(rows, resamples - start)
@@ -103,17 +105,8 @@ def simultaneous_differences(challengers: Mapping[str, Sequence[float]], base: S
     diffs = np.array([np.asarray(challengers[k], dtype=float) - base for k in keys])
     if diffs.shape[1] != len(base):
         raise ValueError("simultaneous differences need every challenger on the same problems as the base")
-    n = len(base)
     means = diffs.mean(axis=1)
-    rng = np.random.default_rng(seed)
-    rows = max(1, _CHUNK // n)
-    resampled = []  # resample x challenger: the mean difference on that resample of problems
-    for start in range(0, resamples, rows):
-        take = min(rows, resamples - start)
-        picks = rng.integers(0, n, size=(take, n)) + n * np.arange(take)[:, None]
-        counts = np.bincount(picks.ravel(), minlength=take * n).reshape(take, n)
-        resampled.append(counts @ diffs.T / n)
-    resampled = np.concatenate(resampled)
+    resampled = bootstrap_means(diffs.T, resamples, seed)  # resample x challenger
     spread = resampled.std(axis=0)
     varies = spread > 1e-12
     critical = 0.0
@@ -121,7 +114,7 @@ def simultaneous_differences(challengers: Mapping[str, Sequence[float]], base: S
         t = np.abs(resampled[:, varies] - means[varies]) / spread[varies]
         critical = float(np.quantile(t.max(axis=1), level))
     out = {k: Difference(mean=float(m), lo=float(m - critical * s), hi=float(m + critical * s), level=level,
-                         problems=n)
+                         problems=len(base))
            for k, m, s in zip(keys, means, np.where(varies, spread, 0.0))}
     return out, critical
 
