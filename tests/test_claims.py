@@ -258,6 +258,32 @@ def test_ctrl_c_during_grade_keeps_finished_problems_and_rerun_resumes(tiny_mode
     assert records[: len(kept)] == kept
 
 
+
+def test_a_handled_ctrl_c_exits_130_even_when_it_landed_inside_an_eval(tmp_path):
+    # sympy's parser (under math-verify, when an answer is graded) runs eval() on a string; a
+    # Ctrl-C landing there used to end a run that had kept its work and said so as "killed by
+    # SIGINT" instead of exit 130 (CPython remembers the interrupt past the `except`, and acts on
+    # it when a program runs as `python -m`, as tests and some users run tts)
+    (tmp_path / "interrupted_cli.py").write_text("""
+import sys
+from tts_cli.cli import app, main
+from tts_cli.cli.common import interrupted
+
+@app.command("interrupted-in-parser")
+def interrupted_in_parser():
+    try:
+        eval("(_ for _ in ()).throw(KeyboardInterrupt())")
+    except KeyboardInterrupt as e:
+        interrupted("the finished records are in out.jsonl", e)
+
+sys.argv = ["tts", "interrupted-in-parser"]
+main()
+""")
+    done = subprocess.run([sys.executable, "-m", "interrupted_cli"], cwd=tmp_path, capture_output=True, text=True,
+                          timeout=120)
+    assert done.returncode == 130, done.stderr
+    assert "interrupted: the finished records are in out.jsonl; rerun to resume" in done.stderr
+
 # --- 6. head PRMs through the CLI -----------------------------------------------------------------
 
 def head_registry(tmp_path, tiny_model, head):

@@ -26,4 +26,16 @@ def main() -> None:
     from ..cli_options import normalize_argv
     from ..engine import handle_termination
     handle_termination()  # SIGTERM stops a run as Ctrl-C does: finished work kept, exit 143
-    app(args=normalize_argv(sys.argv[1:]), prog_name="tts")
+    try:
+        app(args=normalize_argv(sys.argv[1:]), prog_name="tts")
+    finally:
+        _forget_handled_interrupts()
+
+
+def _forget_handled_interrupts() -> None:
+    """CPython (3.11) sets a process-wide flag when a KeyboardInterrupt leaves code that eval()
+    ran from a string (sympy's parser does, under math-verify), even when the interrupt is then
+    caught; under `python -m` it ends the process with SIGINT at exit, so a Ctrl-C the CLI
+    handled (finished work kept, exit 130 or 143) would read as killed by the signal. Any
+    eval() of a string clears the flag; an interrupt that escapes main() sets it again."""
+    eval("None")
