@@ -22,7 +22,7 @@ sys.path.insert(0, str(REPO))
 from tts_cli.calibrate_plan import (COT, Setting, calibration_plan, candidate_settings, pool_key, reference_temperature,
                                    run_files)
 from tts_cli.calibrate_profile import BOOTSTRAP_RESAMPLES, Options, measure, split
-from tts_cli.pools import choose_setting, simultaneous_differences
+from tts_cli.pools import choose_setting
 from tts_cli.results import read_records
 
 
@@ -67,13 +67,12 @@ def main() -> None:
         print(f"N={budget}: {decided['setting']} ({decided['rule']}; default {decided['default']}); "
               f"{decided['compared']} settings compared; critical {decided['critical']:.2f} spreads "
               f"(Bonferroni {bonferroni:.2f}); a win needed about +{decided['margin']:.1%}")
-        # the same intervals choose_setting drew (same seed), each challenger's gain in spreads
-        default = decided["default"]
-        diffs, critical = simultaneous_differences({k: [v[i] for i in calib] for k, v in cell.items() if k != default},
-                                                   [cell[default][i] for i in calib], resamples=BOOTSTRAP_RESAMPLES)
-        spreads = {k: d.mean * critical / (d.hi - d.mean) for k, d in diffs.items() if d.hi > d.mean}
+        # each challenger's gain in spreads: its interval's half-width is `critical` spreads
+        diffs, critical = decided["differences"], decided["critical"]
+        spreads = {k: d["mean"] * critical / (d["hi"] - d["mean"]) for k, d in diffs.items() if d["hi"] > d["mean"]}
         for key in sorted(spreads, key=spreads.get, reverse=True)[:args.show]:
-            print(f"    {key:45} {diffs[key].mean:+.1%} = {spreads[key]:.2f} spreads")
+            print(f"    {key:45} {diffs[key]['mean']:+.1%} = {spreads[key]:.2f} spreads")
+
 
 if __name__ == "__main__":
     main()

@@ -233,6 +233,7 @@ def test_choice_keeps_the_default_on_noise_and_switches_on_a_clear_win():
     assert win["setting"] == "clear" and win["rule"].startswith("beats default by 0.500 [")
     assert win["difference"]["clearly_positive"] and win["level"] == 0.9 and win["simultaneous"]
     assert win["critical"] > 1.6  # two settings: wider than one setting's own 90% interval
+    assert set(win["differences"]) == {"slight", "clear"} and win["differences"]["clear"] == win["difference"]
     json.dumps(win), yaml.safe_dump(win)  # plain types
 
 

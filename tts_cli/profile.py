@@ -10,6 +10,8 @@ problems (`heldout`) and the fitted difficulty models (`difficulty_models`). Ver
 from __future__ import annotations
 
 import datetime
+import hashlib
+import json
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Annotated, Literal, Optional
@@ -102,8 +104,6 @@ class Profile:
         the bins, each choice's setting and the difficulty models. A profile saved again with the
         same decisions (another `created`, new estimates or held-out figures, calibrate resumed)
         keeps its digest, so a results file made with it resumes."""
-        import hashlib
-        import json
         data = {"policy": Path(str(self.policy.get("file", ""))).name, "prm": self.prm or None,
                 "bins": self.bins.as_dict(), "difficulty_models": self.difficulty_models,
                 "choices": sorted(([c.bin, c.budget, c.settings()] for c in self.choices), key=lambda c: c[:2])}

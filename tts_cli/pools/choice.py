@@ -42,7 +42,8 @@ def choose_setting(cell: Mapping[str, PerProblem], *, majority: str, cot: str | 
     simultaneous (adjust), critical (the intervals' half-width in bootstrap spreads; None when
     not adjusted), compared, problems, margin (the gain over the default a typical setting
     needed to count as beyond the noise: the median half-width of the intervals), accuracy,
-    default_accuracy, difference (or None) and accuracies. adjust=False: each setting gets its
+    default_accuracy, difference (the chosen one's, or None), differences (every challenger's
+    against the default) and accuracies. adjust=False: each setting gets its
     own interval at `level`, not guarded against luck."""
     if majority not in cell:
         raise ValueError(f"the majority setting {majority!r} is not among the settings measured")
@@ -64,14 +65,14 @@ def choose_setting(cell: Mapping[str, PerProblem], *, majority: str, cot: str | 
             default, reason = cot, (f"CoT is as good as majority ({values(cot, on).mean():.3f} vs "
                                     f"{values(majority, on).mean():.3f}) at one path's cost")
     challengers = [k for k in cell if k != default]
-    on = [i for i in ids if all(i in cell[k] for k in cell)]
-    if not on:
+    common = [i for i in ids if all(i in cell[k] for k in cell)]
+    if not common:
         raise ValueError("no problem that every setting was measured on: nothing to compare them on")
     if adjust:
-        diffs, critical = simultaneous_differences({k: values(k, on) for k in challengers}, values(default, on),
+        diffs, critical = simultaneous_differences({k: values(k, common) for k in challengers}, values(default, common),
                                                    level=level, seed=seed, resamples=resamples)
     else:  # each its own interval at `level`
-        diffs = {k: paired_difference(values(k, on), values(default, on), level=level, seed=seed,
+        diffs = {k: paired_difference(values(k, common), values(default, common), level=level, seed=seed,
                                       resamples=resamples) for k in challengers}
         critical = None
     best_key, best = None, None
@@ -88,10 +89,11 @@ def choose_setting(cell: Mapping[str, PerProblem], *, majority: str, cot: str | 
         f"beats default by {best.mean:.3f} [{best.lo:.3f}, {best.hi:.3f}]"
     return {"setting": chosen, "rule": rule, "default": default, "default_reason": reason,
             "level": level, "simultaneous": adjust, "critical": None if critical is None else round(critical, 4),
-            "compared": len(challengers), "problems": len(on),
+            "compared": len(challengers), "problems": len(common),
             "margin": None if margin is None else round(margin, 4),
             "accuracy": round(mean_on(chosen), 4), "default_accuracy": round(mean_on(default), 4),
             "difference": best.as_dict() if best is not None else None,
+            "differences": {k: d.as_dict() for k, d in diffs.items()},
             "accuracies": {k: round(mean_on(k), 4) for k in cell}}
 
 

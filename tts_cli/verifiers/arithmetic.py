@@ -965,7 +965,7 @@ def _cached_verdict(text: str) -> Verdict:
 
 # --- repair: the answer a path meant ----------------------------------------------------------
 
-MAX_ANSWER_CHARS = 200
+MAX_ANSWER_CHARS = 200  # longer is no plain number a sum could have meant: not parsed
 
 
 def repaired_answer(steps: list[str], answer: str | None) -> str | None:
